@@ -1,0 +1,145 @@
+"""Identity: the logical content id of a table and the file hash of bytes.
+
+``artifact_id`` = blake3 of a canonical description of the artifact's logical content:
+
+* a header with the format tag, the artifact type and schema version, the row count, and every column's
+  name and canonical Arrow type;
+* per column, the digests of independent byte streams, each fed chunk after chunk so that chunk
+  boundaries and slice offsets cannot change them:
+  null positions (int64 row indices), values (fixed-width little-endian slots with nulls zeroed and NaNs
+  made canonical; for strings and binaries the concatenated bytes), lengths (int64 per row for
+  variable-width and list values) and, for nested types, the children's streams.
+
+So the id ignores Parquet compression, row groups, chunking, slicing, the writer and the string or
+dictionary encoding (tables are conformed before hashing), and changes with any value, column name, type or
+row order. ``file_hash`` is the blake3 of a file's bytes and says nothing about content.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from typing import TYPE_CHECKING
+
+import blake3
+
+from .errors import InvalidInput
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+FORMAT = "artifact-lake/1"
+_THREADS = blake3.blake3.AUTO
+
+
+def _hasher() -> blake3.blake3:
+    return blake3.blake3(max_threads=_THREADS)
+
+
+def file_hash(path: str | os.PathLike[str]) -> str:
+    """blake3 of a file's bytes, read through mmap and hashed on every core."""
+    h = _hasher()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size:
+            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+                h.update(m)
+    return h.hexdigest()
+
+
+class _ColumnHasher:
+    """Byte streams of one column; ``feed`` takes the column chunk by chunk."""
+
+    def __init__(self, type_: pa.DataType) -> None:
+        import pyarrow.types as pt
+
+        self.type = type_
+        self.rows = 0
+        self.nulls = _hasher()
+        self.values = _hasher()
+        self.lengths = _hasher()
+        self.children: list[_ColumnHasher] = []
+        if pt.is_list(type_):
+            self.children = [_ColumnHasher(type_.value_type)]
+        elif pt.is_struct(type_):
+            self.children = [_ColumnHasher(f.type) for f in type_]
+
+    def feed(self, arr: pa.Array) -> None:
+        import numpy as np
+        import pyarrow.compute as pc
+        import pyarrow.types as pt
+
+        n = len(arr)
+        t = self.type
+        if arr.null_count:
+            isnull = arr.is_null().to_numpy(zero_copy_only=False)
+            self.nulls.update((np.flatnonzero(isnull) + self.rows).astype("<i8").tobytes())
+        if pt.is_boolean(t):
+            vals = pc.fill_null(arr, False) if arr.null_count else arr
+            self.values.update(vals.to_numpy(zero_copy_only=False).astype(np.uint8).tobytes())
+        elif pt.is_string(t) or pt.is_binary(t):
+            if arr.null_count:
+                arr = pc.fill_null(arr, "" if pt.is_string(t) else b"")
+            offsets = np.frombuffer(arr.buffers()[1], dtype="<i4")[arr.offset : arr.offset + n + 1]
+            self.lengths.update(np.diff(offsets).astype("<i8").tobytes())
+            data = arr.buffers()[2]
+            if data is not None and n:
+                self.values.update(memoryview(data)[offsets[0] : offsets[-1]])
+        elif pt.is_list(t):
+            lengths = pc.fill_null(pc.list_value_length(arr), 0)
+            self.lengths.update(lengths.to_numpy(zero_copy_only=False).astype("<i8").tobytes())
+            self.children[0].feed(arr.flatten())
+        elif pt.is_struct(t):
+            for child, values in zip(self.children, arr.flatten(), strict=True):
+                child.feed(values)
+        elif t.bit_width and t.bit_width % 8 == 0:
+            width = t.bit_width // 8
+            buf = memoryview(arr.buffers()[1])[arr.offset * width : (arr.offset + n) * width]
+            if arr.null_count or pt.is_floating(t):
+                slots = np.frombuffer(buf, dtype=np.uint8).reshape(n, width)
+                if pt.is_floating(t):
+                    floats = np.frombuffer(buf, dtype=f"<f{width}")
+                    nan = np.isnan(floats)
+                    if nan.any() or arr.null_count:
+                        floats = floats.copy()
+                        floats[nan] = np.nan  # one canonical NaN bit pattern
+                        if arr.null_count:
+                            floats[isnull] = 0
+                        slots = floats.view(np.uint8)
+                elif arr.null_count:
+                    slots = slots.copy()
+                    slots[isnull] = 0
+                buf = memoryview(np.ascontiguousarray(slots)).cast("B")
+            self.values.update(buf)
+        else:
+            raise InvalidInput(f"column type {t} is not supported in an artifact")
+        self.rows += n
+
+    def digest(self) -> str:
+        parts = [self.nulls.hexdigest(), self.values.hexdigest(), self.lengths.hexdigest()]
+        parts += [c.digest() for c in self.children]
+        return blake3.blake3(":".join(parts).encode()).hexdigest()
+
+
+def column_digest(column: pa.ChunkedArray) -> str:
+    """Digest of one column's values, independent of chunking and slicing."""
+    h = _ColumnHasher(column.type)
+    for chunk in column.chunks:
+        h.feed(chunk)
+    return h.digest()
+
+
+def content_id(table: pa.Table, type_name: str, schema_version: int) -> str:
+    """The artifact id of a conformed table (see the module docstring)."""
+    columns = [
+        [field.name, str(field.type), column_digest(table.column(i))] for i, field in enumerate(table.schema)
+    ]
+    header = {
+        "format": FORMAT,
+        "type": type_name,
+        "schema_version": schema_version,
+        "rows": table.num_rows,
+        "columns": columns,
+    }
+    return blake3.blake3(json.dumps(header, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

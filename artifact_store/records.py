@@ -1,0 +1,118 @@
+"""Value objects the store returns: frozen dataclasses with a ``to_dict`` for ``--json``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What ``publish`` did."""
+
+    id: str
+    """The artifact id (blake3 of the logical content)."""
+    type: str
+    """Artifact type."""
+    name: str | None
+    """Name given, if any."""
+    version: int | None
+    """Version of ``name`` that points at the artifact."""
+    deduplicated: bool
+    """True when the content was already in the lake (nothing new stored)."""
+    rows: int
+    """Row count."""
+    bytes: int
+    """Size of the stored object file."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One manifest row, with its names."""
+
+    id: str
+    type: str
+    schema_version: int
+    file_hash: str
+    rows: int
+    bytes: int
+    created: str
+    columns: list[list[str]] = field(default_factory=list)
+    """``[name, arrow type]`` per column."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+    """``NAME@vN`` for every name version that points here."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    artifact: Artifact
+    depth: int
+    """0 for the start, then 1, 2, ... along the walk."""
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """A lineage walk: the nodes reached and the edges among them."""
+
+    root: str
+    direction: str
+    """``up`` (ancestors), ``down`` (descendants) or ``both``."""
+    nodes: list[LineageNode]
+    edges: list[tuple[str, str, str | None]]
+    """``(parent id, child id, run id or None)``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "direction": self.direction,
+            "nodes": [
+                {"id": n.artifact.id, "type": n.artifact.type, "names": n.artifact.names, "depth": n.depth}
+                for n in self.nodes
+            ],
+            "edges": [{"parent": p, "child": c, "run": r} for p, c, r in self.edges],
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing ``verify`` found wrong."""
+
+    kind: str
+    """``missing``, ``changed``, ``content``, ``orphan``, ``stale``."""
+    subject: str
+    """Artifact id or file path."""
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checked: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checked": self.checked, "problems": [p.to_dict() for p in self.problems]}
+
+
+@dataclass(frozen=True)
+class GcReport:
+    dry_run: bool
+    removed: list[str]
+    """Paths removed (or that would be, with ``dry_run``)."""
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
