@@ -72,6 +72,8 @@ class _ColumnHasher:
 
         n = len(arr)
         t = self.type
+        if n == 0:
+            return
         if arr.null_count:
             isnull = arr.is_null().to_numpy(zero_copy_only=False)
             self.nulls.update((np.flatnonzero(isnull) + self.rows).astype("<i8").tobytes())

@@ -324,7 +324,7 @@ class Lake:
             hint = f"; an id prefix needs at least {MIN_PREFIX} hex characters"
         else:
             names = [r[0] for r in self.db.execute("SELECT DISTINCT name FROM names LIMIT 10000")]
-            close = difflib.get_close_matches(ref, names, n=1)
+            close = difflib.get_close_matches(ref, names, n=1, cutoff=0.5)
             if close:
                 hint = f"; did you mean {close[0]!r}?"
         raise NotFound(f"no artifact matches {ref!r}{hint}")

@@ -1,0 +1,146 @@
+"""Rendering for people (rich) and scripts (JSON). Nothing here touches the lake."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from artifact_store import Artifact, Lineage
+
+SHORT = 12
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size((120, 24)).columns, 120)
+    return Console(stderr=stderr, width=width, soft_wrap=False, highlight=False, markup=False)
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def artifacts_table(arts: list[Artifact], title: str | None = None) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for col, just in (("id", "left"), ("type", "left"), ("rows", "right"), ("size", "right"), ("names", "left"), ("created (UTC)", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for a in arts:
+        table.add_row(a.id[:SHORT], a.type, f"{a.rows:,}", human_bytes(a.bytes), ", ".join(a.names), a.created[:19])
+    console().print(table)
+
+
+def show_artifact(a: Artifact, parents: list[Artifact], children: list[Artifact], runs: list[str]) -> None:
+    from rich.table import Table
+
+    c = console()
+    info = Table.grid(padding=(0, 2))
+    info.add_column(style="bold")
+    info.add_column()
+    info.add_row("id", a.id)
+    info.add_row("type", f"{a.type} (schema v{a.schema_version})")
+    info.add_row("rows", f"{a.rows:,}")
+    info.add_row("bytes", f"{a.bytes:,} ({human_bytes(a.bytes)})")
+    info.add_row("file hash", a.file_hash)
+    info.add_row("created", a.created)
+    info.add_row("names", ", ".join(a.names) or "-")
+    info.add_row("meta", json.dumps(a.meta, sort_keys=True) if a.meta else "-")
+    if runs:
+        info.add_row("runs", ", ".join(runs))
+    c.print(info)
+    schema = Table(title="schema")
+    schema.add_column("column")
+    schema.add_column("type")
+    for name, type_ in a.columns:
+        schema.add_row(name, type_)
+    c.print(schema)
+    for label, arts in (("parents", parents), ("children", children)):
+        if arts:
+            artifacts_table(arts, title=label)
+        else:
+            c.print(f"{label}: none")
+
+
+def arrow_table(tbl: Any, title: str | None = None) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in tbl.column_names:
+        table.add_column(name)
+    for row in tbl.to_pylist():
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    console().print(table)
+
+
+def _label(a: Artifact) -> str:
+    names = f" {', '.join(a.names)}" if a.names else ""
+    return f"{a.id[:SHORT]} {a.type}{names}"
+
+
+def lineage_text(lin: Lineage, fmt: str) -> str | None:
+    """dot or mermaid text of a lineage graph; None for ``tree`` (printed by :func:`lineage_tree`)."""
+    arts = {n.artifact.id: n.artifact for n in lin.nodes}
+    if fmt == "dot":
+        lines = ["digraph lineage {", "  rankdir=LR;", "  node [shape=box];"]
+        for aid, a in arts.items():
+            lines.append(f'  "{aid[:SHORT]}" [label="{_label(a)}"];')
+        for p, ch, run in lin.edges:
+            attr = f' [label="run {run[:SHORT]}"]' if run else ""
+            lines.append(f'  "{p[:SHORT]}" -> "{ch[:SHORT]}"{attr};')
+        lines.append("}")
+        return "\n".join(lines)
+    if fmt == "mermaid":
+        lines = ["graph LR"]
+        for aid, a in arts.items():
+            lines.append(f'  n{aid[:SHORT]}["{_label(a)}"]')
+        for p, ch, run in lin.edges:
+            arrow = f"-- run {run[:SHORT]} -->" if run else "-->"
+            lines.append(f"  n{p[:SHORT]} {arrow} n{ch[:SHORT]}")
+        return "\n".join(lines)
+    return None
+
+
+def lineage_tree(lin: Lineage, depth: int | None) -> None:
+    from rich.text import Text
+    from rich.tree import Tree
+
+    arts = {n.artifact.id: n.artifact for n in lin.nodes}
+    ups: dict[str, list[tuple[str, str | None]]] = {}
+    downs: dict[str, list[tuple[str, str | None]]] = {}
+    for p, ch, run in lin.edges:
+        ups.setdefault(ch, []).append((p, run))
+        downs.setdefault(p, []).append((ch, run))
+    c = console()
+
+    def grow(node: Tree, aid: str, links: dict[str, list[tuple[str, str | None]]], level: int, seen: set[str]) -> None:
+        if depth is not None and level >= depth:
+            return
+        for other, run in sorted(links.get(aid, [])):
+            via = f"  (run {run[:SHORT]})" if run else ""
+            if other in seen:
+                node.add(Text(_label(arts[other])) + Text(f"{via}  (shown above)", style="dim"))
+                continue
+            seen.add(other)
+            grow(node.add(Text(_label(arts[other])) + Text(via, style="dim")), other, links, level + 1, seen)
+
+    for flag, links, word in (("up", ups, "upstream"), ("down", downs, "downstream")):
+        if lin.direction in (flag, "both"):
+            tree = Tree(Text(_label(arts[lin.root]), style="bold") + Text(f"  {word}", style="dim"))
+            grow(tree, lin.root, links, 0, {lin.root})
+            c.print(tree)

@@ -1,0 +1,294 @@
+"""The ``lake`` and ``experiments`` commands: parse options, call one library function, render.
+
+Only click and the standard library load at import; pyarrow, duckdb, numba and torch load inside the
+commands that need them, so ``lake find`` starts in a fraction of a second. Errors are caught in one place
+(:class:`LakeGroup`): a :class:`~schemas.errors.LakeError` prints one ``error: ...`` line and exits with
+its code (2 bad input, 1 failed check); anything else is a bug: exit 70, traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from artifact_store import Lake
+
+F = TypeVar("F", bound=Callable[..., Any])
+INTERNAL_ERROR = 70
+
+
+class LakeGroup(click.Group):
+    """A group that turns lake errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from schemas.errors import LakeError
+
+        try:
+            return super().invoke(ctx)
+        except LakeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
+            ctx.exit(INTERNAL_ERROR)
+
+
+def json_option(f: F) -> F:
+    """``--json``: machine-readable output instead of rich tables."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts instead of tables.")(f)
+
+
+def open_lake(ctx: click.Context, *, create: bool = False) -> Lake:
+    from artifact_store import Lake
+
+    lake = Lake.open(ctx.obj["lake"], create=create)
+    ctx.call_on_close(lake.close)
+    return lake
+
+
+def parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    """``KEY=VALUE`` options into a dict; a malformed one is bad input."""
+    from artifact_store.errors import InvalidInput
+
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"malformed {option} {item!r}: use KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+@click.group(cls=LakeGroup)
+@click.option(
+    "--lake", "lake_path", type=click.Path(file_okay=False), default=None,
+    help="Lake folder (default: $LAKE_HOME, else ./lake).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.version_option(package_name="artifact-lake")
+@click.pass_context
+def lake(ctx: click.Context, lake_path: str | None, debug: bool) -> None:
+    """Immutable, content-addressed Parquet artifacts with names, lineage and verification."""
+    ctx.ensure_object(dict)
+    ctx.obj["lake"] = lake_path
+    ctx.obj["debug"] = debug
+
+
+@lake.command("init")
+@json_option
+@click.pass_context
+def init_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Create a lake (objects/, manifest.sqlite, ...) or check an existing one opens."""
+    from cli._render import emit_json
+
+    lk = open_lake(ctx, create=True)
+    if as_json:
+        emit_json({"lake": str(lk.root)})
+    else:
+        click.echo(f"lake ready at {lk.root}")
+
+
+@lake.command("publish")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--type", "type_", required=True, help="Artifact type (ohlcv, alerts, table, ... or the lake's own).")
+@click.option("--name", default=None, help="Name to point at the artifact (adds a version when it moves).")
+@click.option("--input", "inputs", multiple=True, help="Parent artifact (id, prefix or name); repeatable.")
+@click.option("--meta", multiple=True, help="KEY=VALUE stored and searchable with find --meta; repeatable.")
+@json_option
+@click.pass_context
+def publish_cmd(
+    ctx: click.Context, file: str, type_: str, name: str | None, inputs: tuple[str, ...], meta: tuple[str, ...], as_json: bool
+) -> None:
+    """Validate a Parquet FILE against its type and store it; prints the artifact id."""
+    from cli._render import emit_json
+
+    pairs = parse_pairs(meta, "--meta")
+    rec = open_lake(ctx, create=True).publish(file, type_, name=name, inputs=inputs, meta=pairs)
+    if as_json:
+        emit_json(rec.to_dict())
+    else:
+        click.echo(rec.id)
+        note = "deduplicated: already in the lake" if rec.deduplicated else f"stored {rec.rows:,} rows"
+        where = f", {rec.name}@v{rec.version}" if rec.name else ""
+        click.echo(f"{note}{where}", err=True)
+
+
+@lake.command("show")
+@click.argument("ref")
+@json_option
+@click.pass_context
+def show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Type, rows, bytes, schema, names, meta, parents and children of an artifact."""
+    from cli._render import emit_json, show_artifact
+
+    lk = open_lake(ctx)
+    art = lk.get(ref)
+    parents, children, runs = lk.parents(art.id), lk.children(art.id), lk.runs_of(art.id)
+    if as_json:
+        emit_json(art.to_dict() | {"parents": [p.id for p in parents], "children": [c.id for c in children], "runs": runs})
+    else:
+        show_artifact(art, parents, children, runs)
+
+
+@lake.command("cat")
+@click.argument("ref")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(min=0), help="Rows to show.")
+@json_option
+@click.pass_context
+def cat_cmd(ctx: click.Context, ref: str, limit: int, as_json: bool) -> None:
+    """The first rows of an artifact as a table."""
+    from cli._render import arrow_table, emit_json
+
+    tbl = open_lake(ctx).head(ref, limit)
+    if as_json:
+        emit_json(tbl.to_pylist())
+    else:
+        arrow_table(tbl)
+
+
+@lake.command("get")
+@click.argument("ref")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@json_option
+@click.pass_context
+def get_cmd(ctx: click.Context, ref: str, out: str, fmt: str, as_json: bool) -> None:
+    """Write an artifact to a file (Parquet: the stored bytes; or CSV)."""
+    from cli._render import emit_json
+
+    lk = open_lake(ctx)
+    artifact_id = lk.resolve(ref)
+    path = lk.export(artifact_id, out, fmt)
+    if as_json:
+        emit_json({"id": artifact_id, "out": str(path), "format": fmt})
+    else:
+        click.echo(str(path))
+
+
+@lake.command("find")
+@click.option("--type", "type_", default=None, help="Only this type.")
+@click.option("--name", default=None, help="Name glob, e.g. 'ohlcv/binance/*'.")
+@click.option("--meta", multiple=True, help="KEY=VALUE that must match exactly; repeatable.")
+@click.option("--since", default=None, help="Only artifacts created at or after this ISO time (UTC).")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="At most this many.")
+@json_option
+@click.pass_context
+def find_cmd(
+    ctx: click.Context, type_: str | None, name: str | None, meta: tuple[str, ...], since: str | None, limit: int, as_json: bool
+) -> None:
+    """Artifacts matching every filter, newest first."""
+    from cli._render import artifacts_table, emit_json
+
+    arts = open_lake(ctx).find(type=type_, name=name, meta=parse_pairs(meta, "--meta"), since=since, limit=limit)
+    if as_json:
+        emit_json([a.to_dict() for a in arts])
+    else:
+        artifacts_table(arts)
+
+
+@lake.command("lineage")
+@click.argument("ref")
+@click.option("--up", "direction", flag_value="up", default=True, help="Ancestors: what it was made from (default).")
+@click.option("--down", "direction", flag_value="down", help="Descendants: what was made from it.")
+@click.option("--both", "direction", flag_value="both", help="Ancestors and descendants.")
+@click.option("--depth", default=None, type=click.IntRange(min=0), help="At most this many edges away.")
+@click.option("--format", "fmt", type=click.Choice(["tree", "json", "dot", "mermaid"]), default="tree", show_default=True)
+@json_option
+@click.pass_context
+def lineage_cmd(ctx: click.Context, ref: str, direction: str, depth: int | None, fmt: str, as_json: bool) -> None:
+    """Where an artifact came from (--up) or what came of it (--down)."""
+    from cli._render import emit_json, lineage_text, lineage_tree
+
+    lin = open_lake(ctx).lineage(ref, up=direction in ("up", "both"), down=direction in ("down", "both"), depth=depth)
+    if as_json or fmt == "json":
+        emit_json(lin.to_dict())
+    elif fmt == "tree":
+        lineage_tree(lin, depth)
+    else:
+        click.echo(lineage_text(lin, fmt))
+
+
+@lake.command("verify")
+@click.argument("refs", nargs=-1)
+@click.option("--quick", is_flag=True, help="Check file hashes only, not the content ids (no decoding).")
+@json_option
+@click.pass_context
+def verify_cmd(ctx: click.Context, refs: tuple[str, ...], quick: bool, as_json: bool) -> None:
+    """Recompute hashes of all (or the given) artifacts; report missing, changed and orphan objects.
+
+    Exits 1 when anything is wrong.
+    """
+    from artifact_store.errors import VerifyFailed
+    from cli._render import console, emit_json
+
+    report = open_lake(ctx).verify(list(refs) or None, content=not quick)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        c = console()
+        for p in report.problems:
+            c.print(f"{p.kind:8} {p.subject}: {p.detail}", style="red")
+        c.print(f"checked {report.checked} artifact(s): " + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
+    if not report.ok:
+        raise VerifyFailed(f"verify found {len(report.problems)} problem(s)")
+
+
+@lake.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@json_option
+@click.pass_context
+def gc_cmd(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
+    """Remove orphan objects and stale staging files left by interrupted publishes."""
+    from cli._render import emit_json, human_bytes
+
+    report = open_lake(ctx).gc(dry_run=dry_run)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    for path in report.removed:
+        click.echo(f"{verb} {path}")
+    click.echo(f"{verb} {len(report.removed)} file(s), {human_bytes(report.bytes)}")
+
+
+@lake.command("demo")
+@click.option("--lake", "demo_lake", type=click.Path(file_okay=False), default=None, help="Folder for the demo lake (default: a new temporary folder).")
+@json_option
+@click.pass_context
+def demo_cmd(ctx: click.Context, demo_lake: str | None, as_json: bool) -> None:
+    """Run the whole story on bundled synthetic data: publish, derive, find, show, lineage."""
+    from cli._demo import run_demo
+
+    run_demo(demo_lake or ctx.obj.get("lake"), as_json=as_json)
+
+
+@click.group(cls=LakeGroup)
+@click.option("--lake", "lake_path", type=click.Path(file_okay=False), default=None, help="Lake folder (default: $LAKE_HOME, else ./lake).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.version_option(package_name="artifact-lake")
+@click.pass_context
+def experiments(ctx: click.Context, lake_path: str | None, debug: bool) -> None:
+    """Experiments on frozen artifacts: create, execute, reproduce."""
+    ctx.ensure_object(dict)
+    ctx.obj["lake"] = lake_path
+    ctx.obj["debug"] = debug
+
+
+def lake_main() -> None:
+    lake(prog_name="lake")
+
+
+def experiments_main() -> None:
+    experiments(prog_name="experiments")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(lake_main())

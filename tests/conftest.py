@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def lake(tmp_path):
+    from artifact_store import Lake
+
+    lk = Lake.open(tmp_path / "lake")
+    yield lk
+    lk.close()
+
+
+@pytest.fixture
+def ohlcv():
+    from artifact_store.samples import synthetic_ohlcv
+
+    return synthetic_ohlcv(("BTC/USDT", "ETH/USDT"), bars=300, seed=3)
+
+
+def lake_state(root: Path) -> dict:
+    """Everything a refused operation must leave unchanged: manifest rows and files on disk."""
+    import sqlite3
+
+    db = sqlite3.connect(root / "manifest.sqlite")
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+    rows = {t: db.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in tables}
+    db.close()
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and "manifest.sqlite" not in p.name)
+    return {"rows": rows, "files": files}
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+PYTHON = sys.executable
