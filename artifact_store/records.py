@@ -52,9 +52,14 @@ class Artifact:
 
 @dataclass(frozen=True)
 class LineageNode:
-    artifact: Artifact
+    """One artifact reached by a lineage walk."""
+
+    id: str
+    type: str
+    names: list[str]
+    """``NAME@vN`` for every name version that points here."""
     depth: int
-    """0 for the start, then 1, 2, ... along the walk."""
+    """0 for the start, then 1, 2, ... along the walk (the shortest distance)."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,7 @@ class Lineage:
             "root": self.root,
             "direction": self.direction,
             "nodes": [
-                {"id": n.artifact.id, "type": n.artifact.type, "names": n.artifact.names, "depth": n.depth}
+                {"id": n.id, "type": n.type, "names": n.names, "depth": n.depth}
                 for n in self.nodes
             ],
             "edges": [{"parent": p, "child": c, "run": r} for p, c, r in self.edges],

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from artifact_store import Artifact, Lineage
+    from artifact_store import Artifact, Lineage, LineageNode
 
 SHORT = 12
 
@@ -88,14 +88,14 @@ def arrow_table(tbl: Any, title: str | None = None) -> None:
     console().print(table)
 
 
-def _label(a: Artifact) -> str:
+def _label(a: Artifact | LineageNode) -> str:
     names = f" {', '.join(a.names)}" if a.names else ""
     return f"{a.id[:SHORT]} {a.type}{names}"
 
 
 def lineage_text(lin: Lineage, fmt: str) -> str | None:
     """dot or mermaid text of a lineage graph; None for ``tree`` (printed by :func:`lineage_tree`)."""
-    arts = {n.artifact.id: n.artifact for n in lin.nodes}
+    arts = {n.id: n for n in lin.nodes}
     if fmt == "dot":
         lines = ["digraph lineage {", "  rankdir=LR;", "  node [shape=box];"]
         for aid, a in arts.items():
@@ -120,7 +120,7 @@ def lineage_tree(lin: Lineage, depth: int | None) -> None:
     from rich.text import Text
     from rich.tree import Tree
 
-    arts = {n.artifact.id: n.artifact for n in lin.nodes}
+    arts = {n.id: n for n in lin.nodes}
     ups: dict[str, list[tuple[str, str | None]]] = {}
     downs: dict[str, list[tuple[str, str | None]]] = {}
     for p, ch, run in lin.edges:

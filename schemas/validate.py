@@ -211,6 +211,13 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
     import pyarrow.compute as pc
 
     out: list[Violation] = []
+    arrays: dict[str, np.ndarray] = {}
+
+    def values(name: str) -> np.ndarray:
+        """Each column converted to numpy once, however many checks read it."""
+        if name not in arrays:
+            arrays[name] = _np(table.column(name))
+        return arrays[name]
 
     def add(check: str, column: str, bad: np.ndarray, reason: str, other: str | None = None) -> None:
         rows = np.flatnonzero(bad)
@@ -241,10 +248,10 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
         if chk.kind == "finite":
             for c in p["columns"]:
                 with np.errstate(invalid="ignore"):
-                    add("finite", c, keep(~np.isfinite(_np(table.column(c)).astype(np.float64)), c), "finite")
+                    add("finite", c, keep(~np.isfinite(values(c).astype(np.float64, copy=False)), c), "finite")
         elif chk.kind == "range":
             for c in p["columns"]:
-                vals = _np(table.column(c))
+                vals = values(c)
                 bad = np.zeros(len(vals), dtype=bool)
                 words = []
                 with np.errstate(invalid="ignore"):
@@ -256,7 +263,7 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
         elif chk.kind == "compare":
             left, right, op = p["left"], p["right"], p["op"]
             with np.errstate(invalid="ignore"):
-                bad = ~_OPS[op](_np(table.column(left)), _np(table.column(right)))
+                bad = ~_OPS[op](values(left), values(right))
             add("compare", left, keep(bad, left, right), f"{left} {op} {right}", other=right)
         elif chk.kind == "in_set":
             c = p["column"]
@@ -271,7 +278,7 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
         elif chk.kind == "increasing":
             c = p["column"]
             by = list(p.get("by", []))
-            vals = _np(table.column(c))
+            vals = values(c)
             n = len(vals)
             if n < 2:
                 continue
