@@ -195,14 +195,14 @@ def walk(db: sqlite3.Connection, start: int, *, up: bool, depth: int | None) -> 
     CTE revisit shared ancestors once per path; here each node is expanded once, at its smallest depth.
     """
     near, far = ("child", "parent") if up else ("parent", "child")
-    sql = f"SELECT DISTINCT e.{far} FROM json_each(?) j JOIN edges e ON e.{near} = j.value ORDER BY e.{far}"
+    sql = f"SELECT e.{far} FROM json_each(?) j JOIN edges e ON e.{near} = j.value"
     seen = {start}
     frontier = [start]
     level = 0
     order: list[tuple[int, int]] = []
     while frontier and (depth is None or level < depth):
         level += 1
-        nxt = [pk for (pk,) in db.execute(sql, (pk_list(frontier),)) if pk not in seen]
+        nxt = sorted({pk for (pk,) in db.execute(sql, (pk_list(frontier),))} - seen)
         seen.update(nxt)
         order += [(pk, level) for pk in nxt]
         frontier = nxt
