@@ -98,21 +98,19 @@ class _ColumnHasher:
         elif t.bit_width and t.bit_width % 8 == 0:
             width = t.bit_width // 8
             buf = memoryview(arr.buffers()[1])[arr.offset * width : (arr.offset + n) * width]
-            if arr.null_count or pt.is_floating(t):
-                slots = np.frombuffer(buf, dtype=np.uint8).reshape(n, width)
-                if pt.is_floating(t):
-                    floats = np.frombuffer(buf, dtype=f"<f{width}")
-                    nan = np.isnan(floats)
-                    if nan.any() or arr.null_count:
-                        floats = floats.copy()
-                        floats[nan] = np.nan  # one canonical NaN bit pattern
-                        if arr.null_count:
-                            floats[isnull] = 0
-                        slots = floats.view(np.uint8)
-                elif arr.null_count:
-                    slots = slots.copy()
-                    slots[isnull] = 0
-                buf = memoryview(np.ascontiguousarray(slots)).cast("B")
+            if pt.is_floating(t):
+                floats = np.frombuffer(buf, dtype=f"<f{width}")
+                nan = np.isnan(floats)
+                if arr.null_count or nan.any():
+                    floats = floats.copy()
+                    floats[nan] = np.nan  # one canonical NaN bit pattern
+                    if arr.null_count:
+                        floats[isnull] = 0
+                    buf = memoryview(floats.tobytes())
+            elif arr.null_count:
+                slots = np.frombuffer(buf, dtype=np.uint8).reshape(n, width).copy()
+                slots[isnull] = 0
+                buf = memoryview(slots.tobytes())
             self.values.update(buf)
         else:
             raise InvalidInput(f"column type {t} is not supported in an artifact")

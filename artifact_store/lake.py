@@ -97,7 +97,8 @@ def to_arrow(data: Any) -> pa.Table:
         return pa.Table.from_batches([data])
     module = type(data).__module__.split(".")[0]
     if module == "polars" and hasattr(data, "to_arrow"):
-        return data.to_arrow()  # type: ignore[no-any-return]
+        table: pa.Table = data.to_arrow()
+        return table
     if module == "pandas":
         return pa.Table.from_pandas(data, preserve_index=False)
     raise InvalidInput(
@@ -483,12 +484,12 @@ class Lake:
         root_id = self.resolve(ref)
         root = self._pk(root_id)
         found: dict[int, int] = {root: 0}
-        for flag, direction in ((up, True), (down, False)):
+        for flag, upward in ((up, True), (down, False)):
             if flag:
-                for pk, d in mf.walk(self.db, root, up=direction, depth=depth):
+                for pk, d in mf.walk(self.db, root, up=upward, depth=depth):
                     found.setdefault(pk, d)
         # Names, types and edges of every node in three set-based queries over the same key list.
-        keys = mf.pk_list(found)
+        keys = mf.pk_list(list(found))
         names: dict[int, list[str]] = {}
         for pk, name, version in self.db.execute(
             "SELECT n.artifact, n.name, n.version FROM json_each(?) j JOIN names n ON n.artifact = j.value"

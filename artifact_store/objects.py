@@ -95,7 +95,7 @@ def write_canonical(table: pa.Table, staged: Staged, type_name: str, schema_vers
 
     meta = {b"artifact_lake.type": type_name.encode(), b"artifact_lake.schema_version": str(schema_version).encode()}
     table = table.replace_schema_metadata(meta)
-    pq.write_table(table, staged.handle, **WRITER_SETTINGS, **_encodings(table.schema))  # type: ignore[arg-type]
+    pq.write_table(table, staged.handle, **WRITER_SETTINGS, **_encodings(table.schema))
     staged.handle.flush()
     os.fsync(staged.handle.fileno())
 

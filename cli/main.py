@@ -291,4 +291,4 @@ def experiments_main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(lake_main())
+    lake_main()

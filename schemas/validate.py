@@ -188,7 +188,8 @@ def _np(arr: pa.ChunkedArray) -> np.ndarray:
         import pyarrow as pa
 
         arr = arr.cast(pa.int64())
-    return arr.to_numpy()
+    out: np.ndarray = arr.to_numpy()
+    return out
 
 
 def _codes(table: pa.Table, columns: list[str]) -> np.ndarray:
@@ -237,7 +238,8 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
         masks = [valid[c] for c in cols if c in valid]
         if not masks:
             return None
-        return np.logical_and.reduce(masks)
+        both: np.ndarray = np.logical_and.reduce(masks)
+        return both
 
     def keep(bad: np.ndarray, *cols: str) -> np.ndarray:
         v = ok(*cols)
