@@ -1,0 +1,25 @@
+"""Pure compute: numba backtest kernels, the execution model and signal generators.
+
+sim imports nothing from the lake: arrays in, arrays out, testable and benchmarkable on its own.
+"""
+
+from .engine import Bars, Execution, Result, run, run_grid, summarize
+from .records import EXIT_REASONS, METRIC_NAMES, trade_dt
+from .strategies import breakout, rsi, rsi_threshold, sma, sma_cross
+
+__all__ = [
+    "EXIT_REASONS",
+    "METRIC_NAMES",
+    "Bars",
+    "Execution",
+    "Result",
+    "breakout",
+    "rsi",
+    "rsi_threshold",
+    "run",
+    "run_grid",
+    "sma",
+    "sma_cross",
+    "summarize",
+    "trade_dt",
+]

@@ -1,0 +1,305 @@
+"""Orchestration around the kernels: validate inputs, make them contiguous float64, run, wrap results.
+
+Errors are plain ``ValueError`` / ``TypeError`` naming the argument (sim imports nothing from the lake;
+experiments re-raises them as its own errors).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from . import kernels as K
+from .records import EXIT_REASONS, FILL_AT, METRIC_NAMES, MODE, N_METRICS, REMAINDER, SIZING, UNITS, trade_dt
+
+SECONDS_PER_YEAR = 365.25 * 86400
+
+
+@dataclass(frozen=True)
+class Execution:
+    """The execution model. Every field has a documented default; see docs/execution-model.md."""
+
+    cash: float = 10_000.0
+    """Starting cash."""
+    fill: str = "next_open"
+    """``next_open``: an order from bar i fills at bar i+1's open; ``close``: at bar i's close."""
+    latency_bars: int = 0
+    """Extra bars between the signal and the fill."""
+    fee_bps: float = 0.0
+    """Fee in basis points of notional, at entry and at exit."""
+    slippage_bps: float = 0.0
+    """Fill price moved against the trader, in basis points."""
+    stop_loss: float | None = None
+    """Stop as a fraction of the entry price (0.02 = 2 % below a long's entry); None = off."""
+    take_profit: float | None = None
+    """Take-profit as a fraction of the entry price; None = off."""
+    trailing_stop: float | None = None
+    """Trailing stop as a fraction below the best price since entry (above, for shorts); None = off."""
+    sizing: str = "all_in"
+    """``all_in`` (all equity), ``fraction`` (``size`` x equity) or ``notional`` (``size`` in cash)."""
+    size: float = 1.0
+    """Argument of ``sizing``."""
+    units: str = "whole"
+    """``whole`` units (floored, as backtesting.py) or ``fractional``."""
+    leverage: float = 1.0
+    """Cap on position notional as a multiple of equity."""
+    participation: float | None = None
+    """Largest fill as a fraction of the bar's volume; None = no cap. Full exits are never held back."""
+    remainder: str = "cancel"
+    """What a capped fill does with the rest: ``cancel`` or ``carry`` (keeps filling on the next bars)."""
+    max_hold_bars: int = 0
+    """Exit at the close of the bar where a trade has been held this many bars; 0 = off."""
+    close_at_end: bool = False
+    """Close an open position at the last bar's close (with fees); else it is marked to that close."""
+
+    def __post_init__(self) -> None:
+        choices = {"fill": FILL_AT, "sizing": SIZING, "units": UNITS, "remainder": REMAINDER}
+        for name, enum in choices.items():
+            value = getattr(self, name)
+            if value not in enum._fields:
+                raise ValueError(f"execution.{name} must be one of {', '.join(enum._fields)}, not {value!r}")
+        if not (isinstance(self.cash, (int, float)) and self.cash > 0 and math.isfinite(self.cash)):
+            raise ValueError(f"execution.cash must be a positive number, not {self.cash!r}")
+        for name in ("latency_bars", "max_hold_bars"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"execution.{name} must be a whole number >= 0, not {v!r}")
+        for name in ("fee_bps", "slippage_bps"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and 0 <= v < 10_000):
+                raise ValueError(f"execution.{name} must be between 0 and 10000, not {v!r}")
+        for name in ("stop_loss", "take_profit", "trailing_stop", "participation"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and 0 < v and math.isfinite(v)):
+                raise ValueError(f"execution.{name} must be a positive fraction or None, not {v!r}")
+        if self.stop_loss is not None and self.stop_loss >= 1:
+            raise ValueError(f"execution.stop_loss must be below 1 (a fraction of the entry price), not {self.stop_loss!r}")
+        if not (isinstance(self.size, (int, float)) and self.size > 0):
+            raise ValueError(f"execution.size must be positive, not {self.size!r}")
+        if not (isinstance(self.leverage, (int, float)) and self.leverage > 0):
+            raise ValueError(f"execution.leverage must be positive, not {self.leverage!r}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Execution:
+        known = {f.name for f in fields(cls)}
+        for key in d:
+            if key not in known:
+                import difflib
+
+                hint = difflib.get_close_matches(key, sorted(known), n=1)
+                raise ValueError(f"unknown execution setting {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def kernel_args(self) -> tuple[Any, ...]:
+        """The execution arguments of :func:`sim.kernels.simulate_nb`, in order (after ``mode``)."""
+
+        def opt(v: float | None) -> float:
+            return np.nan if v is None else float(v)
+
+        return (
+            float(self.cash),
+            getattr(FILL_AT, self.fill),
+            int(self.latency_bars),
+            self.fee_bps / 10_000.0,
+            self.slippage_bps / 10_000.0,
+            opt(self.stop_loss),
+            opt(self.take_profit),
+            opt(self.trailing_stop),
+            getattr(SIZING, self.sizing),
+            float(self.size),
+            getattr(UNITS, self.units),
+            float(self.leverage),
+            opt(self.participation),
+            getattr(REMAINDER, self.remainder),
+            int(self.max_hold_bars),
+            bool(self.close_at_end),
+        )
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Validated per-bar arrays of one instrument (contiguous float64; ts in int64 microseconds)."""
+
+    ts: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.close.shape[0])
+
+    @classmethod
+    def from_arrays(
+        cls, ts: Any, open: Any, high: Any, low: Any, close: Any, volume: Any | None = None  # noqa: A002
+    ) -> Bars:
+        t = np.ascontiguousarray(ts)
+        if t.dtype.kind == "M":
+            t = t.astype("datetime64[us]").astype(np.int64)
+        if t.ndim != 1 or t.dtype.kind not in "iu":
+            raise TypeError("ts must be a 1-d array of integer microseconds or datetime64")
+        t = t.astype(np.int64, copy=False)
+        n = t.shape[0]
+        out = {}
+        for name, arr in (("open", open), ("high", high), ("low", low), ("close", close), ("volume", volume)):
+            if arr is None:
+                a = np.full(n, np.inf)
+            else:
+                a = np.ascontiguousarray(arr, dtype=np.float64)
+            if a.ndim != 1 or a.shape[0] != n:
+                raise ValueError(f"{name} has {a.shape[0] if a.ndim == 1 else a.shape} values but ts has {n}")
+            bad = ~np.isfinite(a) if name != "volume" else np.isnan(a)
+            if name != "volume":
+                bad |= a <= 0
+            else:
+                bad |= a < 0
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"{name}[{i}] is {a[i]!r}: prices must be finite and > 0, volume >= 0")
+            out[name] = a
+        if n and np.any(np.diff(t) <= 0):
+            i = int(np.flatnonzero(np.diff(t) <= 0)[0]) + 1
+            raise ValueError(f"ts must strictly increase: ts[{i}] = {t[i]} follows {t[i - 1]}")
+        return cls(t, out["open"], out["high"], out["low"], out["close"], out["volume"])
+
+    @classmethod
+    def from_table(cls, table: Any) -> Bars:
+        """From a pyarrow Table or polars DataFrame with ts, open, high, low, close[, volume] of one symbol."""
+        if type(table).__module__.split(".")[0] == "polars":
+            table = table.to_arrow()
+        cols = {name: table.column(name) for name in table.column_names}
+        missing = [c for c in ("ts", "open", "high", "low", "close") if c not in cols]
+        if missing:
+            raise ValueError(f"table lacks column(s) {', '.join(missing)}")
+        import pyarrow as pa
+
+        ts = cols["ts"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
+        return cls.from_arrays(
+            ts, *(cols[c].to_numpy() for c in ("open", "high", "low", "close")),
+            cols["volume"].to_numpy() if "volume" in cols else None,
+        )
+
+
+@dataclass(frozen=True)
+class Result:
+    """One backtest: trades (record array), per-bar equity, cash and position, summary metrics."""
+
+    trades: np.ndarray
+    equity: np.ndarray
+    cash: np.ndarray
+    position: np.ndarray
+    metrics: dict[str, float] = field(default_factory=dict)
+    status: int = 0
+
+    def trade_rows(self, ts: np.ndarray) -> dict[str, np.ndarray]:
+        """Trades as columns with timestamps and reason names, for tables."""
+        t = self.trades
+        exit_idx = t["exit_idx"]
+        exit_ts = np.where(exit_idx >= 0, ts[np.clip(exit_idx, 0, None)], np.iinfo(np.int64).min)
+        return {
+            "entry_ts": ts[t["entry_idx"]],
+            "exit_ts": exit_ts,
+            "entry_idx": t["entry_idx"],
+            "exit_idx": exit_idx,
+            "side": t["side"],
+            "size": t["size"],
+            "entry_price": t["entry_price"],
+            "exit_price": t["exit_price"],
+            "fees": t["fees"],
+            "pnl": t["pnl"],
+            "return": t["ret"],
+            "exit_reason": np.array([EXIT_REASONS[r] for r in t["exit_reason"]], dtype=object),
+            "mae": t["mae"],
+            "mfe": t["mfe"],
+        }
+
+
+def _periods_per_year(ts: np.ndarray) -> float:
+    if ts.shape[0] < 2:
+        return float("nan")
+    step = float(np.median(np.diff(ts))) / 1e6
+    return SECONDS_PER_YEAR / step if step > 0 else float("nan")
+
+
+def summarize(raw: np.ndarray, ts: np.ndarray, cash0: float) -> dict[str, float]:
+    """Kernel metrics plus the annualised ones (CAGR, Sharpe, Sortino, drawdown duration in days)."""
+    m = dict(zip(METRIC_NAMES, (float(v) for v in raw), strict=True))
+    ppy = _periods_per_year(ts)
+    years = (ts[-1] - ts[0]) / 1e6 / SECONDS_PER_YEAR if ts.shape[0] > 1 else 0.0
+    final = m["final_equity"]
+    m["cagr"] = (final / cash0) ** (1 / years) - 1 if years > 0 and final > 0 else float("nan")
+    std, down = m["std_return"], m["downside_std"]
+    m["sharpe"] = m["mean_return"] / std * math.sqrt(ppy) if std and std > 0 else float("nan")
+    m["sortino"] = m["mean_return"] / down * math.sqrt(ppy) if down and down > 0 else float("nan")
+    step_days = (float(np.median(np.diff(ts))) / 1e6 / 86400) if ts.shape[0] > 1 else 0.0
+    m["max_drawdown_days"] = m["max_drawdown_bars"] * step_days
+    return m
+
+
+def _target_array(target: Any, n: int) -> np.ndarray:
+    t = np.ascontiguousarray(target, dtype=np.float64)
+    if t.ndim != 1 or t.shape[0] != n:
+        raise ValueError(f"target has {t.shape} values but there are {n} bars")
+    return t
+
+
+def run(bars: Bars, target: Any, execution: Execution | None = None, *, mode: str = "signal") -> Result:
+    """Backtest one instrument. ``target`` per bar (NaN = no order): in ``signal`` mode +1 / -1 / 0 mean go
+    long / short / flat with the sizing rule; in ``target`` mode a value in [-1, 1] is the wanted position
+    as a fraction of equity.
+
+    Example::
+
+        bars = Bars.from_table(table)
+        res = run(bars, sma_cross(bars.close, 10, 20), Execution(fee_bps=20))
+        res.metrics["total_return"]
+    """
+    ex = execution or Execution()
+    if mode not in MODE._fields:
+        raise ValueError(f"mode must be one of {', '.join(MODE._fields)}, not {mode!r}")
+    n = len(bars)
+    tgt = _target_array(target, n)
+    finite = tgt[~np.isnan(tgt)]
+    if mode == "signal" and finite.size and not np.isin(finite, (-1.0, 0.0, 1.0)).all():
+        raise ValueError("in signal mode target values must be -1, 0, 1 or NaN")
+    if mode == "target" and finite.size and (np.abs(finite) > 1).any():
+        raise ValueError("in target mode target values must lie in [-1, 1] or be NaN")
+    trades = np.zeros(n + 1, dtype=trade_dt)
+    equity = np.empty(n)
+    cash = np.empty(n)
+    position = np.empty(n)
+    raw = np.empty(N_METRICS)
+    n_tr, status = K.simulate_nb(
+        bars.open, bars.high, bars.low, bars.close, bars.volume, tgt, getattr(MODE, mode), *ex.kernel_args(),
+        trades, equity, cash, position, raw, True,
+    )
+    return Result(trades[:n_tr].copy(), equity, cash, position, summarize(raw, bars.ts, ex.cash), int(status))
+
+
+def run_grid(bars: Bars, fasts: Any, slows: Any, execution: Execution | None = None, *, direction: str = "long") -> list[dict[str, float]]:
+    """Metrics of every SMA-cross (fast, slow) pair in one parallel kernel call; each equals :func:`run` alone."""
+    ex = execution or Execution()
+    f = np.ascontiguousarray(fasts, dtype=np.int64)
+    s = np.ascontiguousarray(slows, dtype=np.int64)
+    if f.shape != s.shape or f.ndim != 1:
+        raise ValueError("fasts and slows must be 1-d and of one length")
+    if (f < 1).any() or (s < 1).any():
+        raise ValueError("SMA windows must be >= 1")
+    raw, status = K.sma_grid_nb(
+        bars.open, bars.high, bars.low, bars.close, bars.volume, f, s, _direction(direction), *ex.kernel_args()
+    )
+    return [summarize(raw[j], bars.ts, ex.cash) | {"status": int(status[j])} for j in range(len(f))]
+
+
+def _direction(direction: str) -> int:
+    codes = {"long": 1, "short": -1, "both": 0}
+    if direction not in codes:
+        raise ValueError(f"direction must be long, short or both, not {direction!r}")
+    return codes[direction]

@@ -1,0 +1,508 @@
+"""Numba kernels of the backtest engine: numpy in, numpy out, no Python objects, no IO.
+
+Bar i is processed in this order (the execution model of docs/execution-model.md):
+
+1. orders due at bar i fill at its open (``fill_at = next_open``), slippage against the trader;
+2. an open trade's stop-loss / trailing stop / take-profit are checked against the bar's open (gaps fill
+   at the open) and then its low/high (fills at the level); when both a stop and the take-profit lie inside
+   the bar the stop wins (conservative: the path inside the bar is unknown);
+3. the trade's excursions and trailing peak take in the bar's high and low;
+4. a trade held ``max_hold`` bars exits at the bar's close;
+5. the bar's signal is queued for bar ``i + 1 + latency`` (next_open) or ``i + latency`` (close); orders due
+   at the close fill now (``fill_at = close``);
+6. equity = cash + position x close is recorded, and the streaming metrics are updated.
+
+Float round-off: every sum runs in bar order, so results are bit-identical for the same inputs on any
+machine, and a sweep combination equals the same run alone (both call :func:`simulate_nb`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .records import EXIT, FILL_AT, MODE, N_METRICS, REMAINDER, SIZING, STATUS, UNITS, trade_dt
+
+_EPS = 2.220446049250313e-16  # backtesting.py sizes "all in" as 1 - epsilon of equity
+_TINY = 1e-12
+
+# Indices into the per-trade state vector ``ts`` (one float64 array keeps the kernel signature small).
+_SIDE, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _OUT_UNITS, _OUT_VALUE, _FEES, _LOW, _HIGH, _PEAK = range(10)
+
+
+@njit(cache=True)
+def _close_record_nb(trades, n_tr, ts, exit_idx, reason, record):
+    side = ts[_SIDE]
+    entry_price = ts[_IN_VALUE] / ts[_IN_UNITS]
+    pnl = side * (ts[_OUT_VALUE] - ts[_IN_VALUE]) - ts[_FEES]
+    if record:
+        t = trades[n_tr]
+        t["entry_idx"] = np.int64(ts[_ENTRY_IDX])
+        t["exit_idx"] = exit_idx
+        t["side"] = np.int8(side)
+        t["size"] = ts[_IN_UNITS]
+        t["entry_price"] = entry_price
+        t["exit_price"] = ts[_OUT_VALUE] / ts[_OUT_UNITS] if ts[_OUT_UNITS] > 0 else np.nan
+        t["fees"] = ts[_FEES]
+        t["pnl"] = pnl
+        t["ret"] = pnl / ts[_IN_VALUE]
+        t["exit_reason"] = np.int8(reason)
+        if side > 0:
+            t["mae"] = min(ts[_LOW] / entry_price - 1.0, 0.0)
+            t["mfe"] = max(ts[_HIGH] / entry_price - 1.0, 0.0)
+        else:
+            t["mae"] = min(1.0 - ts[_HIGH] / entry_price, 0.0)
+            t["mfe"] = max(1.0 - ts[_LOW] / entry_price, 0.0)
+    return pnl
+
+
+@njit(cache=True)
+def _fill_nb(delta, raw_price, i, cash, pos, ts, fee_rate, slip_rate, acc):
+    """Trade ``delta`` units at ``raw_price`` (slipped against the trader). Never crosses zero.
+
+    Returns (cash, pos, closed): ``closed`` is True when the fill flattened the position.
+    ``acc`` accumulates [traded notional, fees].
+    """
+    sign = 1.0 if delta > 0 else -1.0
+    price = raw_price * (1.0 + sign * slip_rate)
+    units = abs(delta)
+    fee = units * price * fee_rate
+    cash -= delta * price + fee
+    acc[0] += units * price
+    acc[1] += fee
+    if pos == 0.0:
+        ts[_SIDE] = sign
+        ts[_ENTRY_IDX] = i
+        ts[_IN_UNITS] = units
+        ts[_IN_VALUE] = units * price
+        ts[_OUT_UNITS] = 0.0
+        ts[_OUT_VALUE] = 0.0
+        ts[_FEES] = fee
+        ts[_LOW] = price
+        ts[_HIGH] = price
+        ts[_PEAK] = price
+    elif sign == ts[_SIDE]:
+        ts[_IN_UNITS] += units
+        ts[_IN_VALUE] += units * price
+        ts[_FEES] += fee
+    else:
+        ts[_OUT_UNITS] += units
+        ts[_OUT_VALUE] += units * price
+        ts[_FEES] += fee
+    pos += delta
+    closed = False
+    if abs(pos) <= _TINY * max(1.0, ts[_IN_UNITS]):
+        pos = 0.0
+        closed = True
+    return cash, pos, closed
+
+
+@njit(cache=True)
+def _want_units_nb(mode, tgt, equity, price, fee_rate, sizing, size, units_mode, leverage):
+    """Units wanted after an order with target ``tgt`` (signal: -1/0/1; target: fraction of equity)."""
+    if mode == MODE.signal:
+        if tgt == 0.0:
+            return 0.0
+        side = 1.0 if tgt > 0 else -1.0
+        if sizing == SIZING.all_in:
+            num = equity * leverage * (1.0 - _EPS)
+            den = price + ((1.0 - _EPS) * price * fee_rate) / (1.0 - _EPS)
+        elif sizing == SIZING.fraction:
+            num = equity * min(size, leverage)
+            den = price * (1.0 + fee_rate)
+        else:
+            num = min(size, equity * leverage)
+            den = price * (1.0 + fee_rate)
+        units = num / den
+    else:
+        side = 1.0 if tgt >= 0 else -1.0
+        frac = min(abs(tgt), leverage)
+        units = frac * equity / (price * (1.0 + fee_rate))
+    if units_mode == UNITS.whole:
+        units = math.floor(units)
+    if units <= 0.0 or equity <= 0.0:
+        return 0.0
+    return side * units
+
+
+# Indices into the book vector ``bk``: cash, position, units still wanted (NaN: none), and trade stats.
+_CASH, _POS, _CARRY, _NTR, _NCLOSED, _WINS, _GWIN, _GLOSS, _NOTIONAL, _FEESUM = range(10)
+
+
+@njit(cache=True)
+def _exit_nb(bk, ts, trades, raw, i, reason, fee_rate, slip_rate, record):
+    """Close the whole position at ``raw`` (slipped) and record the trade."""
+    bk[_CASH], bk[_POS], _ = _fill_nb(-bk[_POS], raw, i, bk[_CASH], bk[_POS], ts, fee_rate, slip_rate, bk[_NOTIONAL:])
+    _book_close_nb(bk, ts, trades, i, reason, record)
+
+
+@njit(cache=True)
+def _book_close_nb(bk, ts, trades, i, reason, record):
+    pnl = _close_record_nb(trades, int(bk[_NTR]), ts, i, reason, record)
+    bk[_NTR] += 1
+    bk[_NCLOSED] += 1
+    bk[_CARRY] = np.nan
+    if pnl > 0:
+        bk[_WINS] += 1
+        bk[_GWIN] += pnl
+    else:
+        bk[_GLOSS] -= pnl
+
+
+@njit(cache=True)
+def _execute_nb(
+    bk, ts, trades, raw, i, volume_i, q_bar, q_tgt, q_head, q_tail,
+    mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
+):  # fmt: skip
+    """Fill the orders due at bar ``i`` at price ``raw``; returns the new queue head."""
+    while q_head < q_tail and q_bar[q_head] <= i:
+        tgt = q_tgt[q_head]
+        q_head += 1
+        bk[_CARRY] = np.nan  # a new order replaces what an older one still wanted
+        pos = bk[_POS]
+        if mode == MODE.signal:
+            if pos == 0.0 and tgt == 0.0:
+                continue
+            if pos != 0.0 and tgt != 0.0 and (pos > 0) == (tgt > 0):
+                continue  # already on that side
+        if pos != 0.0 and (mode == MODE.signal or tgt == 0.0 or (tgt > 0) != (pos > 0)):
+            _exit_nb(bk, ts, trades, raw, i, EXIT.signal, fee_rate, slip_rate, record)  # reversals close first
+        sign = 1.0 if tgt > 0 else -1.0
+        equity = bk[_CASH] + bk[_POS] * raw
+        bk[_CARRY] = _want_units_nb(
+            mode, tgt, equity, raw * (1.0 + sign * slip_rate), fee_rate, sizing, size, units_mode, leverage
+        )
+    want = bk[_CARRY]
+    if math.isnan(want):
+        return q_head
+    pos = bk[_POS]
+    delta = want - pos
+    if abs(delta) > _TINY * max(1.0, abs(want)):
+        if not math.isnan(participation):
+            cap = participation * volume_i
+            if units_mode == UNITS.whole:
+                cap = math.floor(cap)
+            if abs(delta) > cap:
+                delta = cap if delta > 0 else -cap
+        if pos != 0.0 and (pos + delta) * pos < 0:
+            delta = -pos  # one fill never crosses zero
+        if delta != 0.0:
+            bk[_CASH], bk[_POS], closed = _fill_nb(
+                delta, raw, i, bk[_CASH], pos, ts, fee_rate, slip_rate, bk[_NOTIONAL:]
+            )
+            if closed:
+                _book_close_nb(bk, ts, trades, i, EXIT.signal, record)
+                bk[_CARRY] = want if want != 0.0 else np.nan
+    if math.isnan(bk[_CARRY]):
+        return q_head
+    if abs(bk[_CARRY] - bk[_POS]) <= _TINY * max(1.0, abs(bk[_CARRY])) or remainder == REMAINDER.cancel:
+        bk[_CARRY] = np.nan
+    return q_head
+
+
+@njit(cache=True)
+def _protect_nb(bk, ts, trades, i, open_i, high_i, low_i, stop_loss, take_profit, trailing, fee_rate, slip_rate, record):
+    """Stop-loss, trailing stop and take-profit of the open trade inside bar ``i``."""
+    side = ts[_SIDE]
+    entry = ts[_IN_VALUE] / ts[_IN_UNITS]
+    stop = np.nan
+    stop_reason = EXIT.stop_loss
+    if not math.isnan(stop_loss):
+        stop = entry * (1.0 - side * stop_loss)
+    if not math.isnan(trailing):
+        trail = ts[_PEAK] * (1.0 - side * trailing)
+        if math.isnan(stop) or (side > 0 and trail > stop) or (side < 0 and trail < stop):
+            stop = trail
+            stop_reason = EXIT.trailing_stop
+    take = entry * (1.0 + side * take_profit) if not math.isnan(take_profit) else np.nan
+    px = np.nan
+    reason = EXIT.open
+    if not math.isnan(stop) and (open_i <= stop if side > 0 else open_i >= stop):
+        px, reason = open_i, stop_reason  # gapped through the stop: filled at the open
+    elif not math.isnan(take) and (open_i >= take if side > 0 else open_i <= take):
+        px, reason = open_i, EXIT.take_profit
+    elif not math.isnan(stop) and (low_i <= stop if side > 0 else high_i >= stop):
+        px, reason = stop, stop_reason  # checked before the take-profit: the conservative tie rule
+    elif not math.isnan(take) and (high_i >= take if side > 0 else low_i <= take):
+        px, reason = take, EXIT.take_profit
+    if math.isnan(px):
+        return
+    if side > 0:
+        ts[_LOW] = min(ts[_LOW], px)
+        ts[_HIGH] = max(ts[_HIGH], px)
+    else:
+        ts[_HIGH] = max(ts[_HIGH], px)
+        ts[_LOW] = min(ts[_LOW], px)
+    _exit_nb(bk, ts, trades, px, i, reason, fee_rate, slip_rate, record)
+
+
+@njit(cache=True)
+def simulate_nb(
+    open_, high, low, close, volume, target,
+    mode, cash0, fill_at, latency, fee_rate, slip_rate,
+    stop_loss, take_profit, trailing, sizing, size, units_mode, leverage,
+    participation, remainder, max_hold, close_at_end,
+    trades, equity_out, cash_out, position_out, metrics, record,
+):  # fmt: skip
+    """Run one backtest over one instrument. Returns (number of trades written, status).
+
+    ``target``: per-bar order (NaN = none), see :class:`sim.records.Mode`. Stop levels are fractions of the
+    entry price (NaN = off); ``participation`` is the largest fill as a fraction of the bar's volume (NaN =
+    no cap); ``max_hold`` in bars (0 = off). With ``record`` false only ``metrics`` is written.
+    """
+    n = close.shape[0]
+    bk = np.zeros(10)
+    bk[_CASH] = cash0
+    bk[_CARRY] = np.nan
+    ts = np.zeros(10)
+    status = STATUS.ok
+    has_stops = not (math.isnan(stop_loss) and math.isnan(take_profit) and math.isnan(trailing))
+    at_open = fill_at == FILL_AT.next_open
+    delay = 1 + latency if at_open else latency
+    q_bar = np.empty(n + 1, dtype=np.int64)  # pending orders, first in first out
+    q_tgt = np.empty(n + 1)
+    q_head = 0
+    q_tail = 0
+    prev_eq = cash0
+    peak_eq = cash0
+    max_dd = 0.0
+    dd_bars = 0
+    max_dd_bars = 0
+    r_n = 0
+    r_mean = 0.0
+    r_m2 = 0.0
+    down_sq = 0.0
+    exposed = 0
+    eq = cash0
+    for i in range(n):
+        if at_open and (q_head < q_tail or not math.isnan(bk[_CARRY])):
+            q_head = _execute_nb(
+                bk, ts, trades, open_[i], i, volume[i], q_bar, q_tgt, q_head, q_tail,
+                mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
+            )
+        if bk[_POS] != 0.0 and not (not at_open and ts[_ENTRY_IDX] == i):
+            # the trade lived through this bar (entered before it, or at its open)
+            if has_stops:
+                _protect_nb(bk, ts, trades, i, open_[i], high[i], low[i], stop_loss, take_profit, trailing,
+                            fee_rate, slip_rate, record)
+            if bk[_POS] != 0.0:
+                ts[_LOW] = min(ts[_LOW], low[i])
+                ts[_HIGH] = max(ts[_HIGH], high[i])
+                ts[_PEAK] = max(ts[_PEAK], high[i]) if ts[_SIDE] > 0 else min(ts[_PEAK], low[i])
+                if max_hold > 0 and i - ts[_ENTRY_IDX] >= max_hold:
+                    _exit_nb(bk, ts, trades, close[i], i, EXIT.max_hold, fee_rate, slip_rate, record)
+        tgt = target[i]
+        if not math.isnan(tgt):
+            q_bar[q_tail] = i + delay
+            q_tgt[q_tail] = tgt
+            q_tail += 1
+        if not at_open and (q_head < q_tail or not math.isnan(bk[_CARRY])):
+            q_head = _execute_nb(
+                bk, ts, trades, close[i], i, volume[i], q_bar, q_tgt, q_head, q_tail,
+                mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
+            )
+        if i == n - 1 and close_at_end and bk[_POS] != 0.0:
+            _exit_nb(bk, ts, trades, close[i], i, EXIT.end, fee_rate, slip_rate, record)
+        pos = bk[_POS]
+        eq = bk[_CASH] + pos * close[i]
+        if eq <= 0.0 and pos != 0.0:
+            _exit_nb(bk, ts, trades, close[i], i, EXIT.bankrupt, fee_rate, slip_rate, record)
+            pos = 0.0
+            eq = bk[_CASH]
+            status = STATUS.bankrupt
+        if pos != 0.0:
+            exposed += 1
+        if record:
+            equity_out[i] = eq
+            cash_out[i] = bk[_CASH]
+            position_out[i] = pos
+        if i > 0:
+            r = eq / prev_eq - 1.0 if prev_eq > 0 else 0.0
+            r_n += 1
+            d = r - r_mean
+            r_mean += d / r_n
+            r_m2 += d * (r - r_mean)
+            if r < 0:
+                down_sq += r * r
+        prev_eq = eq
+        if eq > peak_eq:
+            peak_eq = eq
+            dd_bars = 0
+        else:
+            dd_bars += 1
+            dd = eq / peak_eq - 1.0
+            if dd < max_dd:
+                max_dd = dd
+            if dd < 0 and dd_bars > max_dd_bars:
+                max_dd_bars = dd_bars
+        if status == STATUS.bankrupt:
+            if record:
+                equity_out[i + 1 :] = eq
+                cash_out[i + 1 :] = eq
+                position_out[i + 1 :] = 0.0
+            break
+    n_tr = int(bk[_NTR])
+    if bk[_POS] != 0.0:
+        # still open: recorded as "open", marked to the last close without an exit fee
+        if record:
+            out_value = ts[_OUT_VALUE]
+            out_units = ts[_OUT_UNITS]
+            ts[_OUT_VALUE] += abs(bk[_POS]) * close[n - 1]
+            ts[_OUT_UNITS] += abs(bk[_POS])
+            _close_record_nb(trades, n_tr, ts, -1, EXIT.open, record)
+            trades[n_tr]["exit_price"] = np.nan
+            ts[_OUT_VALUE] = out_value
+            ts[_OUT_UNITS] = out_units
+        n_tr += 1
+    n_closed = bk[_NCLOSED]
+    metrics[0] = eq
+    metrics[1] = eq / cash0 - 1.0
+    metrics[2] = n_tr
+    metrics[3] = bk[_WINS] / n_closed if n_closed > 0 else np.nan
+    metrics[4] = bk[_GWIN] / bk[_GLOSS] if bk[_GLOSS] > 0 else (np.inf if bk[_GWIN] > 0 else np.nan)
+    metrics[5] = max_dd
+    metrics[6] = max_dd_bars
+    metrics[7] = exposed / n if n > 0 else 0.0
+    metrics[8] = bk[_NOTIONAL] / cash0
+    metrics[9] = r_mean
+    metrics[10] = math.sqrt(r_m2 / (r_n - 1)) if r_n > 1 else np.nan
+    metrics[11] = math.sqrt(down_sq / r_n) if r_n > 0 else np.nan
+    metrics[12] = bk[_FEESUM]
+    return n_tr, status
+
+
+# -- indicators and signal generators ---------------------------------------------------------------
+
+@njit(cache=True)
+def rolling_mean_nb(x, window):
+    """Trailing mean over ``window`` bars (NaN before), with a compensated running sum so long series
+    do not drift (the same technique as pandas' rolling mean)."""
+    n = x.shape[0]
+    out = np.full(n, np.nan)
+    s = 0.0
+    c = 0.0
+    for i in range(n):
+        y = x[i] - c
+        t = s + y
+        c = (t - s) - y
+        s = t
+        if i >= window:
+            y = -x[i - window] - c
+            t = s + y
+            c = (t - s) - y
+            s = t
+        if i >= window - 1:
+            out[i] = s / window
+    return out
+
+
+@njit(cache=True)
+def cross_targets_nb(fast, slow, direction):
+    """Orders from crossings of ``fast`` over ``slow`` (strict, as backtesting.py's ``crossover``).
+
+    direction 1 long only (up: +1, down: 0), -1 short only (down: -1, up: 0), 0 both (up: +1, down: -1).
+    """
+    n = fast.shape[0]
+    out = np.full(n, np.nan)
+    for i in range(1, n):
+        a0 = fast[i - 1]
+        b0 = slow[i - 1]
+        a1 = fast[i]
+        b1 = slow[i]
+        if a0 < b0 and a1 > b1:
+            out[i] = 1.0 if direction >= 0 else 0.0
+        elif a0 > b0 and a1 < b1:
+            out[i] = 0.0 if direction == 1 else -1.0
+    return out
+
+
+@njit(cache=True)
+def rsi_nb(close, period):
+    """Wilder's RSI (NaN for the first ``period`` bars)."""
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    if n <= period:
+        return out
+    gain = 0.0
+    loss = 0.0
+    for i in range(1, period + 1):
+        d = close[i] - close[i - 1]
+        if d > 0:
+            gain += d
+        else:
+            loss -= d
+    gain /= period
+    loss /= period
+    out[period] = 100.0 if loss == 0 else 100.0 - 100.0 / (1.0 + gain / loss)
+    for i in range(period + 1, n):
+        d = close[i] - close[i - 1]
+        g = d if d > 0 else 0.0
+        lo = -d if d < 0 else 0.0
+        gain = (gain * (period - 1) + g) / period
+        loss = (loss * (period - 1) + lo) / period
+        out[i] = 100.0 if loss == 0 else 100.0 - 100.0 / (1.0 + gain / loss)
+    return out
+
+
+@njit(cache=True)
+def threshold_targets_nb(value, lower, upper, direction):
+    """Orders when ``value`` crosses below ``lower`` (oversold: long) or above ``upper`` (overbought)."""
+    n = value.shape[0]
+    out = np.full(n, np.nan)
+    for i in range(1, n):
+        a = value[i - 1]
+        b = value[i]
+        if math.isnan(a) or math.isnan(b):
+            continue
+        if a >= lower and b < lower:
+            out[i] = 1.0 if direction >= 0 else 0.0
+        elif a <= upper and b > upper:
+            out[i] = 0.0 if direction == 1 else -1.0
+    return out
+
+
+@njit(cache=True)
+def breakout_targets_nb(high, low, close, window, direction):
+    """Orders when the close breaks the highest high (up) or lowest low (down) of the previous ``window`` bars."""
+    n = close.shape[0]
+    out = np.full(n, np.nan)
+    for i in range(window, n):
+        hi = high[i - window]
+        lo = low[i - window]
+        for k in range(i - window + 1, i):
+            hi = max(hi, high[k])
+            lo = min(lo, low[k])
+        if close[i] > hi:
+            out[i] = 1.0 if direction >= 0 else 0.0
+        elif close[i] < lo:
+            out[i] = 0.0 if direction == 1 else -1.0
+    return out
+
+
+@njit(cache=True, parallel=True)
+def sma_grid_nb(
+    open_, high, low, close, volume, fasts, slows, direction,
+    cash0, fill_at, latency, fee_rate, slip_rate,
+    stop_loss, take_profit, trailing, sizing, size, units_mode, leverage,
+    participation, remainder, max_hold, close_at_end,
+):  # fmt: skip
+    """Metrics of every (fast, slow) SMA-cross combination, signal generation included, in parallel.
+
+    Each combination runs the same :func:`simulate_nb` as a single backtest, so its metrics are identical.
+    """
+    k = fasts.shape[0]
+    out = np.empty((k, N_METRICS))
+    status = np.zeros(k, dtype=np.int64)
+    none = np.empty(0, dtype=trade_dt)
+    empty = np.empty(0)
+    for j in prange(k):
+        tgt = cross_targets_nb(rolling_mean_nb(close, fasts[j]), rolling_mean_nb(close, slows[j]), direction)
+        _, st = simulate_nb(
+            open_, high, low, close, volume, tgt, MODE.signal, cash0, fill_at, latency, fee_rate, slip_rate,
+            stop_loss, take_profit, trailing, sizing, size, units_mode, leverage, participation, remainder,
+            max_hold, close_at_end, none, empty, empty, empty, out[j], False,
+        )
+        status[j] = st
+    return out, status

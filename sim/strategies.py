@@ -1,0 +1,61 @@
+"""Strategies as small, pure signal generators: arrays in, per-bar orders out (NaN = none).
+
+Signals are decided on bar i's close and filled by the execution model (next open by default).
+``direction``: ``long`` (enter long, exit to flat), ``short`` (enter short, exit to flat) or ``both``
+(always in the market after the first signal, reversing on each).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels as K
+from .engine import _direction
+
+
+def _prices(x: np.ndarray, name: str) -> np.ndarray:
+    a = np.ascontiguousarray(x, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-d")
+    return a
+
+
+def _window(n: int, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, not {n!r}")
+    return int(n)
+
+
+def sma(close: np.ndarray, n: int) -> np.ndarray:
+    """Simple moving average over ``n`` bars (NaN before the window fills)."""
+    return K.rolling_mean_nb(_prices(close, "close"), _window(n, "window"))
+
+
+def sma_cross(close: np.ndarray, fast: int, slow: int, direction: str = "long") -> np.ndarray:
+    """Orders on crossings of SMA(fast) over SMA(slow) (strict, as backtesting.py's ``crossover``)."""
+    fast, slow = _window(fast, "fast"), _window(slow, "slow")
+    if fast >= slow:
+        raise ValueError(f"fast ({fast}) must be below slow ({slow})")
+    c = _prices(close, "close")
+    return K.cross_targets_nb(K.rolling_mean_nb(c, fast), K.rolling_mean_nb(c, slow), _direction(direction))
+
+
+def rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
+    """Wilder's relative strength index."""
+    return K.rsi_nb(_prices(close, "close"), _window(period, "period"))
+
+
+def rsi_threshold(
+    close: np.ndarray, period: int = 14, lower: float = 30.0, upper: float = 70.0, direction: str = "long"
+) -> np.ndarray:
+    """Long when RSI crosses below ``lower`` (oversold), out or short when it crosses above ``upper``."""
+    if not 0 <= lower < upper <= 100:
+        raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower!r}, upper={upper!r}")
+    return K.threshold_targets_nb(rsi(close, period), float(lower), float(upper), _direction(direction))
+
+
+def breakout(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 20, direction: str = "long") -> np.ndarray:
+    """Long when the close breaks above the previous ``n`` bars' highest high; out (or short) below their lowest low."""
+    return K.breakout_targets_nb(
+        _prices(high, "high"), _prices(low, "low"), _prices(close, "close"), _window(n, "n"), _direction(direction)
+    )
