@@ -162,7 +162,7 @@ class Bars:
                 bad |= a < 0
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"{name}[{i}] is {a[i]!r}: prices must be finite and > 0, volume >= 0")
+                raise ValueError(f"{name}[{i}] is {float(a[i])!r}: prices must be finite and > 0, volume >= 0")
             out[name] = a
         if n and np.any(np.diff(t) <= 0):
             i = int(np.flatnonzero(np.diff(t) <= 0)[0]) + 1
@@ -234,7 +234,12 @@ def summarize(raw: np.ndarray, ts: np.ndarray, cash0: float) -> dict[str, float]
     ppy = _periods_per_year(ts)
     years = (ts[-1] - ts[0]) / 1e6 / SECONDS_PER_YEAR if ts.shape[0] > 1 else 0.0
     final = m["final_equity"]
-    m["cagr"] = (final / cash0) ** (1 / years) - 1 if years > 0 and final > 0 else float("nan")
+    m["cagr"] = float("nan")
+    if years > 0 and final > 0:
+        try:
+            m["cagr"] = math.exp(math.log(final / cash0) / years) - 1.0
+        except OverflowError:  # a gain over minutes compounds past any float
+            m["cagr"] = float("inf")
     std, down = m["std_return"], m["downside_std"]
     m["sharpe"] = m["mean_return"] / std * math.sqrt(ppy) if std and std > 0 else float("nan")
     m["sortino"] = m["mean_return"] / down * math.sqrt(ppy) if down and down > 0 else float("nan")

@@ -41,14 +41,14 @@ def _close_record_nb(trades, n_tr, ts, exit_idx, reason, record):
         t = trades[n_tr]
         t["entry_idx"] = np.int64(ts[_ENTRY_IDX])
         t["exit_idx"] = exit_idx
-        t["side"] = np.int8(side)
+        t["side"] = np.int32(side)
         t["size"] = ts[_IN_UNITS]
         t["entry_price"] = entry_price
         t["exit_price"] = ts[_OUT_VALUE] / ts[_OUT_UNITS] if ts[_OUT_UNITS] > 0 else np.nan
         t["fees"] = ts[_FEES]
         t["pnl"] = pnl
         t["ret"] = pnl / ts[_IN_VALUE]
-        t["exit_reason"] = np.int8(reason)
+        t["exit_reason"] = np.int32(reason)
         if side > 0:
             t["mae"] = min(ts[_LOW] / entry_price - 1.0, 0.0)
             t["mfe"] = max(ts[_HIGH] / entry_price - 1.0, 0.0)

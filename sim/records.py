@@ -64,23 +64,25 @@ EXIT = Exit()
 STATUS = Status()
 EXIT_REASONS = tuple(Exit._fields)
 
+# 8-byte fields first, then two int32: 88 bytes with no padding, so a record's bytes are all data
+# (padding would hold whatever memory held before and break byte-level determinism).
 trade_dt = np.dtype(
     [
         ("entry_idx", np.int64),
         ("exit_idx", np.int64),  # -1 while open
-        ("side", np.int8),  # 1 long, -1 short
-        ("size", np.float64),  # units at the largest point of the trade
+        ("size", np.float64),  # units entered in total
         ("entry_price", np.float64),  # volume-weighted over entry fills
         ("exit_price", np.float64),  # volume-weighted over exit fills; NaN while open
         ("fees", np.float64),
         ("pnl", np.float64),  # net of fees; marked to the last close while open
         ("ret", np.float64),  # pnl / (size * entry_price)
-        ("exit_reason", np.int8),  # an Exit code
         ("mae", np.float64),  # worst adverse excursion, fraction of entry price (<= 0)
         ("mfe", np.float64),  # best favourable excursion, fraction of entry price (>= 0)
-    ],
-    align=True,
+        ("side", np.int32),  # 1 long, -1 short
+        ("exit_reason", np.int32),  # an Exit code
+    ]
 )
+assert trade_dt.itemsize == 88
 
 # Summary metrics computed inside the kernel, in this order (one float64 each).
 METRIC_NAMES = (
