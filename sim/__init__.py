@@ -3,16 +3,19 @@
 sim imports nothing from the lake: arrays in, arrays out, testable and benchmarkable on its own.
 """
 
+from .alerts import AlertPolicy, alert_replay
 from .engine import Bars, Execution, Result, run, run_grid, summarize
 from .records import EXIT_REASONS, METRIC_NAMES, trade_dt
 from .strategies import breakout, rsi, rsi_threshold, sma, sma_cross
 
 __all__ = [
+    "AlertPolicy",
     "EXIT_REASONS",
     "METRIC_NAMES",
     "Bars",
     "Execution",
     "Result",
+    "alert_replay",
     "breakout",
     "rsi",
     "rsi_threshold",
