@@ -29,15 +29,23 @@ _EPS = 2.220446049250313e-16  # backtesting.py sizes "all in" as 1 - epsilon of 
 _TINY = 1e-12
 
 # Indices into the per-trade state vector ``ts`` (one float64 array keeps the kernel signature small).
-_SIDE, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _OUT_UNITS, _OUT_VALUE, _FEES, _LOW, _HIGH, _PEAK = range(10)
+_SIDE, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _OUT_UNITS, _OUT_VALUE, _FEES, _LOW, _HIGH, _PEAK, _AT_OPEN = range(11)
 
 
 @njit(cache=True)
-def _close_record_nb(trades, n_tr, ts, exit_idx, reason, record):
+def _close_record_nb(trades, n_tr, ts, exit_idx, reason, record, high, low, last_bar):
+    """Write trade ``n_tr``; returns its pnl. Excursions scan the bars the trade lived through whole
+    (from its entry bar if it filled at the open, else the next; to ``last_bar``) plus its fill prices."""
     side = ts[_SIDE]
     entry_price = ts[_IN_VALUE] / ts[_IN_UNITS]
     pnl = side * (ts[_OUT_VALUE] - ts[_IN_VALUE]) - ts[_FEES]
-    if record:
+    if record and n_tr < trades.shape[0]:  # numba does not check bounds; the caller sizes for every order
+        lo = ts[_LOW]
+        hi = ts[_HIGH]
+        first = int(ts[_ENTRY_IDX]) + (0 if ts[_AT_OPEN] > 0 else 1)
+        for k in range(first, last_bar + 1):
+            lo = min(lo, low[k])
+            hi = max(hi, high[k])
         t = trades[n_tr]
         t["entry_idx"] = np.int64(ts[_ENTRY_IDX])
         t["exit_idx"] = exit_idx
@@ -50,16 +58,16 @@ def _close_record_nb(trades, n_tr, ts, exit_idx, reason, record):
         t["ret"] = pnl / ts[_IN_VALUE]
         t["exit_reason"] = np.int32(reason)
         if side > 0:
-            t["mae"] = min(ts[_LOW] / entry_price - 1.0, 0.0)
-            t["mfe"] = max(ts[_HIGH] / entry_price - 1.0, 0.0)
+            t["mae"] = min(lo / entry_price - 1.0, 0.0)
+            t["mfe"] = max(hi / entry_price - 1.0, 0.0)
         else:
-            t["mae"] = min(1.0 - ts[_HIGH] / entry_price, 0.0)
-            t["mfe"] = max(1.0 - ts[_LOW] / entry_price, 0.0)
+            t["mae"] = min(1.0 - hi / entry_price, 0.0)
+            t["mfe"] = max(1.0 - lo / entry_price, 0.0)
     return pnl
 
 
 @njit(cache=True)
-def _fill_nb(delta, raw_price, i, cash, pos, ts, fee_rate, slip_rate, acc):
+def _fill_nb(delta, raw_price, i, cash, pos, ts, fee_rate, slip_rate, acc, at_open):
     """Trade ``delta`` units at ``raw_price`` (slipped against the trader). Never crosses zero.
 
     Returns (cash, pos, closed): ``closed`` is True when the fill flattened the position.
@@ -83,13 +91,16 @@ def _fill_nb(delta, raw_price, i, cash, pos, ts, fee_rate, slip_rate, acc):
         ts[_LOW] = price
         ts[_HIGH] = price
         ts[_PEAK] = price
-    elif sign == ts[_SIDE]:
-        ts[_IN_UNITS] += units
-        ts[_IN_VALUE] += units * price
-        ts[_FEES] += fee
+        ts[_AT_OPEN] = 1.0 if at_open else 0.0
     else:
-        ts[_OUT_UNITS] += units
-        ts[_OUT_VALUE] += units * price
+        ts[_LOW] = min(ts[_LOW], price)
+        ts[_HIGH] = max(ts[_HIGH], price)
+        if sign == ts[_SIDE]:
+            ts[_IN_UNITS] += units
+            ts[_IN_VALUE] += units * price
+        else:
+            ts[_OUT_UNITS] += units
+            ts[_OUT_VALUE] += units * price
         ts[_FEES] += fee
     pos += delta
     closed = False
@@ -128,19 +139,22 @@ def _want_units_nb(mode, tgt, equity, price, fee_rate, sizing, size, units_mode,
 
 
 # Indices into the book vector ``bk``: cash, position, units still wanted (NaN: none), and trade stats.
-_CASH, _POS, _CARRY, _NTR, _NCLOSED, _WINS, _GWIN, _GLOSS, _NOTIONAL, _FEESUM = range(10)
+_CASH, _POS, _CARRY, _NTR, _NCLOSED, _WINS, _GWIN, _GLOSS, _NOTIONAL, _FEESUM, _EXPOSED = range(11)
 
 
 @njit(cache=True)
-def _exit_nb(bk, ts, trades, raw, i, reason, fee_rate, slip_rate, record):
+def _exit_nb(bk, ts, trades, raw, i, reason, fee_rate, slip_rate, record, high, low, at_close):
     """Close the whole position at ``raw`` (slipped) and record the trade."""
-    bk[_CASH], bk[_POS], _ = _fill_nb(-bk[_POS], raw, i, bk[_CASH], bk[_POS], ts, fee_rate, slip_rate, bk[_NOTIONAL:])
-    _book_close_nb(bk, ts, trades, i, reason, record)
+    bk[_CASH], bk[_POS], _ = _fill_nb(
+        -bk[_POS], raw, i, bk[_CASH], bk[_POS], ts, fee_rate, slip_rate, bk[_NOTIONAL:], False
+    )
+    _book_close_nb(bk, ts, trades, i, reason, record, high, low, i if at_close else i - 1)
 
 
 @njit(cache=True)
-def _book_close_nb(bk, ts, trades, i, reason, record):
-    pnl = _close_record_nb(trades, int(bk[_NTR]), ts, i, reason, record)
+def _book_close_nb(bk, ts, trades, i, reason, record, high, low, last_bar):
+    pnl = _close_record_nb(trades, int(bk[_NTR]), ts, i, reason, record, high, low, last_bar)
+    bk[_EXPOSED] += i - ts[_ENTRY_IDX]  # bars closed with the position open
     bk[_NTR] += 1
     bk[_NCLOSED] += 1
     bk[_CARRY] = np.nan
@@ -155,6 +169,7 @@ def _book_close_nb(bk, ts, trades, i, reason, record):
 def _execute_nb(
     bk, ts, trades, raw, i, volume_i, q_bar, q_tgt, q_head, q_tail,
     mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
+    high, low, at_close,
 ):  # fmt: skip
     """Fill the orders due at bar ``i`` at price ``raw``; returns the new queue head."""
     while q_head < q_tail and q_bar[q_head] <= i:
@@ -168,7 +183,7 @@ def _execute_nb(
             if pos != 0.0 and tgt != 0.0 and (pos > 0) == (tgt > 0):
                 continue  # already on that side
         if pos != 0.0 and (mode == MODE.signal or tgt == 0.0 or (tgt > 0) != (pos > 0)):
-            _exit_nb(bk, ts, trades, raw, i, EXIT.signal, fee_rate, slip_rate, record)  # reversals close first
+            _exit_nb(bk, ts, trades, raw, i, EXIT.signal, fee_rate, slip_rate, record, high, low, at_close)
         sign = 1.0 if tgt > 0 else -1.0
         equity = bk[_CASH] + bk[_POS] * raw
         bk[_CARRY] = _want_units_nb(
@@ -190,10 +205,10 @@ def _execute_nb(
             delta = -pos  # one fill never crosses zero
         if delta != 0.0:
             bk[_CASH], bk[_POS], closed = _fill_nb(
-                delta, raw, i, bk[_CASH], pos, ts, fee_rate, slip_rate, bk[_NOTIONAL:]
+                delta, raw, i, bk[_CASH], pos, ts, fee_rate, slip_rate, bk[_NOTIONAL:], not at_close
             )
             if closed:
-                _book_close_nb(bk, ts, trades, i, EXIT.signal, record)
+                _book_close_nb(bk, ts, trades, i, EXIT.signal, record, high, low, i if at_close else i - 1)
                 bk[_CARRY] = want if want != 0.0 else np.nan
     if math.isnan(bk[_CARRY]):
         return q_head
@@ -203,7 +218,7 @@ def _execute_nb(
 
 
 @njit(cache=True)
-def _protect_nb(bk, ts, trades, i, open_i, high_i, low_i, stop_loss, take_profit, trailing, fee_rate, slip_rate, record):
+def _protect_nb(bk, ts, trades, i, open_i, high, low, stop_loss, take_profit, trailing, fee_rate, slip_rate, record):
     """Stop-loss, trailing stop and take-profit of the open trade inside bar ``i``."""
     side = ts[_SIDE]
     entry = ts[_IN_VALUE] / ts[_IN_UNITS]
@@ -223,19 +238,55 @@ def _protect_nb(bk, ts, trades, i, open_i, high_i, low_i, stop_loss, take_profit
         px, reason = open_i, stop_reason  # gapped through the stop: filled at the open
     elif not math.isnan(take) and (open_i >= take if side > 0 else open_i <= take):
         px, reason = open_i, EXIT.take_profit
-    elif not math.isnan(stop) and (low_i <= stop if side > 0 else high_i >= stop):
+    elif not math.isnan(stop) and (low[i] <= stop if side > 0 else high[i] >= stop):
         px, reason = stop, stop_reason  # checked before the take-profit: the conservative tie rule
-    elif not math.isnan(take) and (high_i >= take if side > 0 else low_i <= take):
+    elif not math.isnan(take) and (high[i] >= take if side > 0 else low[i] <= take):
         px, reason = take, EXIT.take_profit
     if math.isnan(px):
         return
-    if side > 0:
-        ts[_LOW] = min(ts[_LOW], px)
-        ts[_HIGH] = max(ts[_HIGH], px)
-    else:
-        ts[_HIGH] = max(ts[_HIGH], px)
-        ts[_LOW] = min(ts[_LOW], px)
-    _exit_nb(bk, ts, trades, px, i, reason, fee_rate, slip_rate, record)
+    ts[_LOW] = min(ts[_LOW], px)
+    ts[_HIGH] = max(ts[_HIGH], px)
+    _exit_nb(bk, ts, trades, px, i, reason, fee_rate, slip_rate, record, high, low, False)
+
+
+@njit(cache=True)
+def curve_metrics_nb(equity, cash0, metrics):
+    """Return and drawdown metrics of an equity curve, in bar order (one code path for every caller)."""
+    n = equity.shape[0]
+    prev = cash0
+    peak = cash0
+    max_dd = 0.0
+    dd_bars = 0
+    max_dd_bars = 0
+    r_n = 0
+    r_sum = 0.0
+    r_sq = 0.0
+    down_sq = 0.0
+    for i in range(n):
+        eq = equity[i]
+        if i > 0:
+            r = eq / prev - 1.0 if prev > 0 else 0.0
+            r_n += 1
+            r_sum += r
+            r_sq += r * r
+            if r < 0:
+                down_sq += r * r
+        prev = eq
+        if eq > peak:
+            peak = eq
+            dd_bars = 0
+        else:
+            dd_bars += 1
+            if eq < peak * (1.0 + max_dd):  # divide only on a new worst drawdown
+                max_dd = eq / peak - 1.0
+            if eq < peak and dd_bars > max_dd_bars:
+                max_dd_bars = dd_bars
+    mean = r_sum / r_n if r_n > 0 else np.nan
+    metrics[5] = max_dd
+    metrics[6] = max_dd_bars
+    metrics[9] = mean
+    metrics[10] = math.sqrt(max(r_sq - r_sum * mean, 0.0) / (r_n - 1)) if r_n > 1 else np.nan
+    metrics[11] = math.sqrt(down_sq / r_n) if r_n > 0 else np.nan
 
 
 @njit(cache=True)
@@ -246,115 +297,125 @@ def simulate_nb(
     participation, remainder, max_hold, close_at_end,
     trades, equity_out, cash_out, position_out, metrics, record,
 ):  # fmt: skip
-    """Run one backtest over one instrument. Returns (number of trades written, status).
+    """Run one backtest over one instrument. Returns (number of trades, status).
 
     ``target``: per-bar order (NaN = none), see :class:`sim.records.Mode`. Stop levels are fractions of the
     entry price (NaN = off); ``participation`` is the largest fill as a fraction of the bar's volume (NaN =
-    no cap); ``max_hold`` in bars (0 = off). With ``record`` false only ``metrics`` is written.
+    no cap); ``max_hold`` in bars (0 = off). ``equity_out`` is always written; ``trades``, ``cash_out`` and
+    ``position_out`` only with ``record``.
     """
     n = close.shape[0]
-    bk = np.zeros(10)
+    bk = np.zeros(11)
     bk[_CASH] = cash0
     bk[_CARRY] = np.nan
-    ts = np.zeros(10)
+    ts = np.zeros(11)
     status = STATUS.ok
     has_stops = not (math.isnan(stop_loss) and math.isnan(take_profit) and math.isnan(trailing))
+    has_trail = not math.isnan(trailing)
     at_open = fill_at == FILL_AT.next_open
     delay = 1 + latency if at_open else latency
-    q_bar = np.empty(n + 1, dtype=np.int64)  # pending orders, first in first out
-    q_tgt = np.empty(n + 1)
+    n_orders = 0
+    for i in range(n):
+        if not math.isnan(target[i]):
+            n_orders += 1
+    q_bar = np.empty(n_orders + 1, dtype=np.int64)  # pending orders, first in first out
+    q_tgt = np.empty(n_orders + 1)
     q_head = 0
     q_tail = 0
-    prev_eq = cash0
-    peak_eq = cash0
-    max_dd = 0.0
-    dd_bars = 0
-    max_dd_bars = 0
-    r_n = 0
-    r_mean = 0.0
-    r_m2 = 0.0
-    down_sq = 0.0
-    exposed = 0
+    # Hot state lives in locals: bk and ts may alias the outputs, so LLVM would reload them on every bar.
+    # They are synced around the helpers, which run only on fills and exits.
+    cash = cash0
+    pos = 0.0
+    carrying = False
+    t_entry = 0
+    t_peak = 0.0
     eq = cash0
     for i in range(n):
-        if at_open and (q_head < q_tail or not math.isnan(bk[_CARRY])):
+        if at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
+            bk[_CASH] = cash
+            bk[_POS] = pos
+            ts[_PEAK] = t_peak
             q_head = _execute_nb(
                 bk, ts, trades, open_[i], i, volume[i], q_bar, q_tgt, q_head, q_tail,
                 mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
+                high, low, False,
             )
-        if bk[_POS] != 0.0 and not (not at_open and ts[_ENTRY_IDX] == i):
-            # the trade lived through this bar (entered before it, or at its open)
+            cash = bk[_CASH]
+            pos = bk[_POS]
+            carrying = not math.isnan(bk[_CARRY])
+            t_entry = int(ts[_ENTRY_IDX])
+            t_peak = ts[_PEAK]
+        if pos != 0.0 and (at_open or t_entry != i):
+            # the trade lives through this bar (entered before it, or at its open)
             if has_stops:
-                _protect_nb(bk, ts, trades, i, open_[i], high[i], low[i], stop_loss, take_profit, trailing,
+                bk[_CASH] = cash
+                bk[_POS] = pos
+                ts[_PEAK] = t_peak
+                _protect_nb(bk, ts, trades, i, open_[i], high, low, stop_loss, take_profit, trailing,
                             fee_rate, slip_rate, record)
-            if bk[_POS] != 0.0:
-                ts[_LOW] = min(ts[_LOW], low[i])
-                ts[_HIGH] = max(ts[_HIGH], high[i])
-                ts[_PEAK] = max(ts[_PEAK], high[i]) if ts[_SIDE] > 0 else min(ts[_PEAK], low[i])
-                if max_hold > 0 and i - ts[_ENTRY_IDX] >= max_hold:
-                    _exit_nb(bk, ts, trades, close[i], i, EXIT.max_hold, fee_rate, slip_rate, record)
+                cash = bk[_CASH]
+                pos = bk[_POS]
+                carrying = carrying and pos != 0.0
+                if pos != 0.0 and has_trail:
+                    t_peak = max(t_peak, high[i]) if pos > 0 else min(t_peak, low[i])
+            if pos != 0.0 and max_hold > 0 and i - t_entry >= max_hold:
+                bk[_CASH] = cash
+                bk[_POS] = pos
+                _exit_nb(bk, ts, trades, close[i], i, EXIT.max_hold, fee_rate, slip_rate, record, high, low, True)
+                cash = bk[_CASH]
+                pos = 0.0
+                carrying = False
         tgt = target[i]
         if not math.isnan(tgt):
             q_bar[q_tail] = i + delay
             q_tgt[q_tail] = tgt
             q_tail += 1
-        if not at_open and (q_head < q_tail or not math.isnan(bk[_CARRY])):
+        if not at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
+            bk[_CASH] = cash
+            bk[_POS] = pos
+            ts[_PEAK] = t_peak
             q_head = _execute_nb(
                 bk, ts, trades, close[i], i, volume[i], q_bar, q_tgt, q_head, q_tail,
                 mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
+                high, low, True,
             )
-        if i == n - 1 and close_at_end and bk[_POS] != 0.0:
-            _exit_nb(bk, ts, trades, close[i], i, EXIT.end, fee_rate, slip_rate, record)
-        pos = bk[_POS]
-        eq = bk[_CASH] + pos * close[i]
-        if eq <= 0.0 and pos != 0.0:
-            _exit_nb(bk, ts, trades, close[i], i, EXIT.bankrupt, fee_rate, slip_rate, record)
+            cash = bk[_CASH]
+            pos = bk[_POS]
+            carrying = not math.isnan(bk[_CARRY])
+            t_entry = int(ts[_ENTRY_IDX])
+            t_peak = ts[_PEAK]
+        eq = cash + pos * close[i]
+        if pos != 0.0 and ((close_at_end and i == n - 1) or eq <= 0.0):
+            why = EXIT.bankrupt if eq <= 0.0 else EXIT.end
+            bk[_CASH] = cash
+            bk[_POS] = pos
+            _exit_nb(bk, ts, trades, close[i], i, why, fee_rate, slip_rate, record, high, low, True)
+            cash = bk[_CASH]
             pos = 0.0
-            eq = bk[_CASH]
-            status = STATUS.bankrupt
-        if pos != 0.0:
-            exposed += 1
+            eq = cash
+            if why == EXIT.bankrupt:
+                status = STATUS.bankrupt
+        equity_out[i] = eq
         if record:
-            equity_out[i] = eq
-            cash_out[i] = bk[_CASH]
+            cash_out[i] = cash
             position_out[i] = pos
-        if i > 0:
-            r = eq / prev_eq - 1.0 if prev_eq > 0 else 0.0
-            r_n += 1
-            d = r - r_mean
-            r_mean += d / r_n
-            r_m2 += d * (r - r_mean)
-            if r < 0:
-                down_sq += r * r
-        prev_eq = eq
-        if eq > peak_eq:
-            peak_eq = eq
-            dd_bars = 0
-        else:
-            dd_bars += 1
-            dd = eq / peak_eq - 1.0
-            if dd < max_dd:
-                max_dd = dd
-            if dd < 0 and dd_bars > max_dd_bars:
-                max_dd_bars = dd_bars
         if status == STATUS.bankrupt:
+            equity_out[i + 1 :] = eq
             if record:
-                equity_out[i + 1 :] = eq
                 cash_out[i + 1 :] = eq
                 position_out[i + 1 :] = 0.0
             break
+    bk[_CASH] = cash
+    bk[_POS] = pos
     n_tr = int(bk[_NTR])
-    if bk[_POS] != 0.0:
+    if pos != 0.0:
         # still open: recorded as "open", marked to the last close without an exit fee
-        if record:
-            out_value = ts[_OUT_VALUE]
-            out_units = ts[_OUT_UNITS]
-            ts[_OUT_VALUE] += abs(bk[_POS]) * close[n - 1]
-            ts[_OUT_UNITS] += abs(bk[_POS])
-            _close_record_nb(trades, n_tr, ts, -1, EXIT.open, record)
+        bk[_EXPOSED] += n - ts[_ENTRY_IDX]
+        if record and n_tr < trades.shape[0]:
+            ts[_OUT_VALUE] += abs(pos) * close[n - 1]
+            ts[_OUT_UNITS] += abs(pos)
+            _close_record_nb(trades, n_tr, ts, -1, EXIT.open, record, high, low, n - 1)
             trades[n_tr]["exit_price"] = np.nan
-            ts[_OUT_VALUE] = out_value
-            ts[_OUT_UNITS] = out_units
         n_tr += 1
     n_closed = bk[_NCLOSED]
     metrics[0] = eq
@@ -362,14 +423,10 @@ def simulate_nb(
     metrics[2] = n_tr
     metrics[3] = bk[_WINS] / n_closed if n_closed > 0 else np.nan
     metrics[4] = bk[_GWIN] / bk[_GLOSS] if bk[_GLOSS] > 0 else (np.inf if bk[_GWIN] > 0 else np.nan)
-    metrics[5] = max_dd
-    metrics[6] = max_dd_bars
-    metrics[7] = exposed / n if n > 0 else 0.0
+    metrics[7] = bk[_EXPOSED] / n if n > 0 else 0.0
     metrics[8] = bk[_NOTIONAL] / cash0
-    metrics[9] = r_mean
-    metrics[10] = math.sqrt(r_m2 / (r_n - 1)) if r_n > 1 else np.nan
-    metrics[11] = math.sqrt(down_sq / r_n) if r_n > 0 else np.nan
     metrics[12] = bk[_FEESUM]
+    curve_metrics_nb(equity_out, cash0, metrics)
     return n_tr, status
 
 
@@ -499,10 +556,11 @@ def sma_grid_nb(
     empty = np.empty(0)
     for j in prange(k):
         tgt = cross_targets_nb(rolling_mean_nb(close, fasts[j]), rolling_mean_nb(close, slows[j]), direction)
+        equity = np.empty(close.shape[0])  # scratch: the metrics come from the curve, as in a single run
         _, st = simulate_nb(
             open_, high, low, close, volume, tgt, MODE.signal, cash0, fill_at, latency, fee_rate, slip_rate,
             stop_loss, take_profit, trailing, sizing, size, units_mode, leverage, participation, remainder,
-            max_hold, close_at_end, none, empty, empty, empty, out[j], False,
+            max_hold, close_at_end, none, equity, empty, empty, out[j], False,
         )
         status[j] = st
     return out, status
