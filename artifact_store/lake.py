@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from schemas import Registry
 
@@ -116,7 +116,7 @@ class Lake:
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Lake:
+    def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = True) -> Self:
         """Open the lake at ``path`` (see :func:`default_path`), creating its layout unless ``create=False``.
 
         Example::
@@ -141,7 +141,7 @@ class Lake:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> Lake:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -74,10 +74,21 @@ def stage(root: Path, suffix: str = OBJECT_SUFFIX) -> Staged:
     return Staged(path, handle)
 
 
+def stage_lock(root: Path) -> Staged:
+    """A held ``tmp/<prefix>.lock`` for writers that create their own files (``tmp/<prefix>.*``)."""
+    return stage(root, suffix=".lock")
+
+
 def is_stale(path: Path) -> bool:
-    """True when nobody holds the staging file's lock (its writer is gone)."""
+    """True when nobody holds the staging file's lock (its writer is gone).
+
+    The lock is ``tmp/<prefix>.lock`` when it exists (files a library creates itself, such as DuckDB
+    databases), else the staged file itself.
+    """
+    lock = path.with_name(path.name.split(".", 1)[0] + ".lock")
+    target = lock if lock.exists() else path
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(target, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:

@@ -144,3 +144,18 @@ def lineage_tree(lin: Lineage, depth: int | None) -> None:
             tree = Tree(Text(_label(arts[lin.root]), style="bold") + Text(f"  {word}", style="dim"))
             grow(tree, lin.root, links, 0, {lin.root})
             c.print(tree)
+
+
+def projections_table(items: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table()
+    for col in ("key", "spec", "relations", "size", "built"):
+        table.add_column(col)
+    for it in items:
+        if "error" in it:
+            table.add_row(it["key"][:SHORT], "?", f"unreadable: {it['error']}", "", "")
+            continue
+        rels = ", ".join(f"{k} ({v:,})" for k, v in it["relations"].items())
+        table.add_row(it["key"][:SHORT], it["spec"], rels, human_bytes(it["bytes"]), it["built"][:19])
+    console().print(table)

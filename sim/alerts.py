@@ -93,7 +93,8 @@ class AlertPolicy:
     def from_dict(cls, d: dict[str, Any]) -> AlertPolicy:
         known = set(cls.__dataclass_fields__) - {"extra"}
         extra = {k: v for k, v in d.items() if k not in known}
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}, extra=extra)
+        given: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+        return cls(**given, extra=extra)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from . import kernels as K
+from . import kernels as _kernels
+K: Any = _kernels  # numba dispatchers: called with the argument lists they were compiled for
+
 from .records import EXIT_REASONS, FILL_AT, METRIC_NAMES, MODE, N_METRICS, REMAINDER, SIZING, UNITS, trade_dt
 
 SECONDS_PER_YEAR = 365.25 * 86400
@@ -56,7 +58,7 @@ class Execution:
     """Close an open position at the last bar's close (with fees); else it is marked to that close."""
 
     def __post_init__(self) -> None:
-        choices = {"fill": FILL_AT, "sizing": SIZING, "units": UNITS, "remainder": REMAINDER}
+        choices: dict[str, Any] = {"fill": FILL_AT, "sizing": SIZING, "units": UNITS, "remainder": REMAINDER}
         for name, enum in choices.items():
             value = getattr(self, name)
             if value not in enum._fields:
@@ -182,7 +184,11 @@ class Bars:
 
         ts = cols["ts"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
         return cls.from_arrays(
-            ts, *(cols[c].to_numpy() for c in ("open", "high", "low", "close")),
+            ts,
+            cols["open"].to_numpy(),
+            cols["high"].to_numpy(),
+            cols["low"].to_numpy(),
+            cols["close"].to_numpy(),
             cols["volume"].to_numpy() if "volume" in cols else None,
         )
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels as K
+from typing import Any
+
+from . import kernels as _kernels
 from .engine import _direction
+
+K: Any = _kernels
 
 
 def _prices(x: np.ndarray, name: str) -> np.ndarray:
@@ -28,7 +32,8 @@ def _window(n: int, name: str) -> int:
 
 def sma(close: np.ndarray, n: int) -> np.ndarray:
     """Simple moving average over ``n`` bars (NaN before the window fills)."""
-    return K.rolling_mean_nb(_prices(close, "close"), _window(n, "window"))
+    out: np.ndarray = K.rolling_mean_nb(_prices(close, "close"), _window(n, "window"))
+    return out
 
 
 def sma_cross(close: np.ndarray, fast: int, slow: int, direction: str = "long") -> np.ndarray:
@@ -37,12 +42,14 @@ def sma_cross(close: np.ndarray, fast: int, slow: int, direction: str = "long") 
     if fast >= slow:
         raise ValueError(f"fast ({fast}) must be below slow ({slow})")
     c = _prices(close, "close")
-    return K.cross_targets_nb(K.rolling_mean_nb(c, fast), K.rolling_mean_nb(c, slow), _direction(direction))
+    out: np.ndarray = K.cross_targets_nb(K.rolling_mean_nb(c, fast), K.rolling_mean_nb(c, slow), _direction(direction))
+    return out
 
 
 def rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
     """Wilder's relative strength index."""
-    return K.rsi_nb(_prices(close, "close"), _window(period, "period"))
+    out: np.ndarray = K.rsi_nb(_prices(close, "close"), _window(period, "period"))
+    return out
 
 
 def rsi_threshold(
@@ -51,11 +58,13 @@ def rsi_threshold(
     """Long when RSI crosses below ``lower`` (oversold), out or short when it crosses above ``upper``."""
     if not 0 <= lower < upper <= 100:
         raise ValueError(f"need 0 <= lower < upper <= 100, got lower={lower!r}, upper={upper!r}")
-    return K.threshold_targets_nb(rsi(close, period), float(lower), float(upper), _direction(direction))
+    out: np.ndarray = K.threshold_targets_nb(rsi(close, period), float(lower), float(upper), _direction(direction))
+    return out
 
 
 def breakout(high: np.ndarray, low: np.ndarray, close: np.ndarray, n: int = 20, direction: str = "long") -> np.ndarray:
     """Long when the close breaks above the previous ``n`` bars' highest high; out (or short) below their lowest low."""
-    return K.breakout_targets_nb(
+    out: np.ndarray = K.breakout_targets_nb(
         _prices(high, "high"), _prices(low, "low"), _prices(close, "close"), _window(n, "n"), _direction(direction)
     )
+    return out

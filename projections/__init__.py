@@ -1,0 +1,24 @@
+"""Disposable DuckDB projections of frozen artifact sets: build (or reuse by key), query, list, drop."""
+
+from .build import CODE_VERSION, Lake, Projection, Projections, projection_key
+from .durations import format_duration, parse_duration
+from .errors import ProjectionError, QueryError, UnknownSpec
+from .spec import Param, Role, Spec, get_spec, load_spec
+
+__all__ = [
+    "CODE_VERSION",
+    "Lake",
+    "Param",
+    "Projection",
+    "ProjectionError",
+    "Projections",
+    "QueryError",
+    "Role",
+    "Spec",
+    "UnknownSpec",
+    "format_duration",
+    "get_spec",
+    "load_spec",
+    "parse_duration",
+    "projection_key",
+]
