@@ -309,10 +309,21 @@ def run_grid(bars: Bars, fasts: Any, slows: Any, execution: Execution | None = N
         raise ValueError("fasts and slows must be 1-d and of one length")
     if (f < 1).any() or (s < 1).any():
         raise ValueError("SMA windows must be >= 1")
-    raw, status = K.sma_grid_nb(
-        bars.open, bars.high, bars.low, bars.close, bars.volume, f, s, _direction(direction), *ex.kernel_args()
-    )
-    return [summarize(raw[j], bars.ts, ex.cash) | {"status": int(status[j])} for j in range(len(f))]
+    windows, rows = np.unique(np.concatenate([f, s]), return_inverse=True)
+    results = []
+    # the shared averages take windows x bars x 8 bytes: done in slices of combinations to bound memory
+    per_slice = max(1, int(256e6 // max(8 * len(bars), 1)))
+    for a in range(0, len(f), per_slice):
+        b = min(a + per_slice, len(f))
+        fr, sr = rows[a:b], rows[len(f) + a : len(f) + b]
+        used, local = np.unique(np.concatenate([fr, sr]), return_inverse=True)
+        means = K.rolling_means_nb(bars.close, windows[used])
+        raw, status = K.sma_grid_nb(
+            bars.open, bars.high, bars.low, bars.close, bars.volume, means, local[: len(fr)], local[len(fr) :],
+            _direction(direction), *ex.kernel_args(),
+        )
+        results += [summarize(raw[j], bars.ts, ex.cash) | {"status": int(status[j])} for j in range(len(fr))]
+    return results
 
 
 def _direction(direction: str) -> int:

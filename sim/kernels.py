@@ -539,23 +539,32 @@ def breakout_targets_nb(high, low, close, window, direction):
 
 
 @njit(cache=True, parallel=True)
+def rolling_means_nb(close, windows):
+    """One row per window: the moving averages a grid shares, each computed once, in parallel."""
+    out = np.empty((windows.shape[0], close.shape[0]))
+    for j in prange(windows.shape[0]):
+        out[j] = rolling_mean_nb(close, windows[j])
+    return out
+
+
+@njit(cache=True, parallel=True)
 def sma_grid_nb(
-    open_, high, low, close, volume, fasts, slows, direction,
+    open_, high, low, close, volume, means, fast_row, slow_row, direction,
     cash0, fill_at, latency, fee_rate, slip_rate,
     stop_loss, take_profit, trailing, sizing, size, units_mode, leverage,
     participation, remainder, max_hold, close_at_end,
 ):  # fmt: skip
-    """Metrics of every (fast, slow) SMA-cross combination, signal generation included, in parallel.
-
-    Each combination runs the same :func:`simulate_nb` as a single backtest, so its metrics are identical.
+    """Metrics of every (fast, slow) SMA-cross combination in parallel; ``means`` holds each distinct
+    window's average once (``fast_row``/``slow_row`` index it). Each combination runs the same
+    :func:`simulate_nb` as a single backtest, so its metrics are identical to running it alone.
     """
-    k = fasts.shape[0]
+    k = fast_row.shape[0]
     out = np.empty((k, N_METRICS))
     status = np.zeros(k, dtype=np.int64)
     none = np.empty(0, dtype=trade_dt)
     empty = np.empty(0)
     for j in prange(k):
-        tgt = cross_targets_nb(rolling_mean_nb(close, fasts[j]), rolling_mean_nb(close, slows[j]), direction)
+        tgt = cross_targets_nb(means[fast_row[j]], means[slow_row[j]], direction)
         equity = np.empty(close.shape[0])  # scratch: the metrics come from the curve, as in a single run
         _, st = simulate_nb(
             open_, high, low, close, volume, tgt, MODE.signal, cash0, fill_at, latency, fee_rate, slip_rate,
