@@ -79,3 +79,28 @@ def resample_ohlcv(table: pa.Table, every_s: int) -> pa.Table:
             "volume": np.add.reduceat(cols["volume"], starts),
         }
     )
+
+
+def synthetic_alerts(ohlcv: pa.Table, n: int = 40, *, seed: int = 11, source: str = "demo-feed") -> pa.Table:
+    """A seeded synthetic alert feed over an OHLCV table's span: random times, symbols and sides."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    ts = ohlcv.column("ts").cast(pa.int64()).to_numpy()
+    symbols = ohlcv.column("symbol").to_numpy(zero_copy_only=False)
+    close = ohlcv.column("close").to_numpy()
+    rows = np.sort(rng.choice(len(ts), size=min(n, len(ts)), replace=False))
+    # alerts fire a few seconds after a bar closes, quoting that close
+    when = ts[rows] + 60_000_000 + rng.integers(1, 30, len(rows)) * 1_000_000
+    sides = rng.choice(["buy", "sell"], len(rows))
+    return pa.table({
+        "ts": pa.array(when, pa.timestamp("us", tz="UTC")),
+        "symbol": pa.array(symbols[rows], pa.string()),
+        "side": pa.array(sides, pa.string()),
+        "source": pa.array([source] * len(rows), pa.string()),
+        "price": pa.array(close[rows], pa.float64()),
+        "payload": pa.array([json.dumps({"n": int(i)}) for i in range(len(rows))], pa.string()),
+    })

@@ -159,3 +159,121 @@ def projections_table(items: list[dict[str, Any]]) -> None:
         rels = ", ".join(f"{k} ({v:,})" for k, v in it["relations"].items())
         table.add_row(it["key"][:SHORT], it["spec"], rels, human_bytes(it["bytes"]), it["built"][:19])
     console().print(table)
+
+
+class _Progress:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            console=console(stderr=True), transient=True)
+        self.bar.__enter__()
+        self.task = self.bar.add_task("running", total=None)
+
+        def update(done: int, total: int, label: str) -> None:
+            self.bar.update(self.task, completed=done, total=total, description=label)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def progress_bar(enabled: bool = True) -> _Progress:
+    """A rich progress bar on stderr (only on a terminal); yields the callback for the library."""
+    return _Progress(enabled)
+
+
+def _metrics_table(rows: list[dict[str, Any]], swept: list[str], title: str | None = None) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    cols = ["combo", "symbol", *swept, "total_return", "sharpe", "max_drawdown", "n_trades", "final_equity"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "symbol" else "right")
+    for m in rows:
+        cells = []
+        for c in cols:
+            v = m.get(c)
+            if c in ("total_return", "max_drawdown") and isinstance(v, float):
+                cells.append(f"{v:+.2%}")
+            elif isinstance(v, float):
+                cells.append(f"{v:,.2f}")
+            else:
+                cells.append(str(v))
+        table.add_row(*cells)
+    console().print(table)
+
+
+def run_summary(lake: Any, run: Any) -> None:
+    from experiments import get_experiment
+
+    exp = get_experiment(lake.db, run.experiment)
+    c = console()
+    state = "reused an earlier run" if run.reused else run.status
+    c.print(f"experiment {exp.name} ({exp.id[:12]})  run {run.id[:12]}  {state}  {run.duration or 0:.2f} s")
+    for role, artifact_id in sorted(run.results.items()):
+        c.print(f"  {role:14} {artifact_id}")
+    if "metrics" in run.results:
+        _metrics_table(lake.read(run.results["metrics"]).to_pylist(), exp.spec.swept, title="metrics")
+
+
+def experiments_table(items: list[Any]) -> None:
+    from rich.table import Table
+
+    table = Table()
+    for col in ("id", "name", "kind", "strategy", "latest run", "status", "created (UTC)"):
+        table.add_column(col)
+    for exp, run in items:
+        table.add_row(exp.id[:SHORT], exp.name, exp.kind, str(exp.spec.doc.get("strategy", {}).get("name", "")),
+                      run.id[:SHORT] if run else "-", run.status if run else "-", exp.created[:19])
+    console().print(table)
+
+
+def show_experiment(lake: Any, exp: Any, runs: list[Any]) -> None:
+    from rich.table import Table
+
+    c = console()
+    c.print(f"experiment {exp.name}  id {exp.id}")
+    c.print(json.dumps(exp.spec.doc, indent=2, sort_keys=True))
+    table = Table(title="runs")
+    for col in ("run", "status", "started", "seconds", "code version", "git", "error"):
+        table.add_column(col)
+    for r in runs:
+        git = f"{(r.git_commit or '-')[:10]}{' dirty' if r.git_dirty else ''}"
+        table.add_row(r.id[:SHORT], r.status, (r.started or "")[:19], f"{r.duration or 0:.2f}", r.code_version, git, r.error or "")
+    c.print(table)
+    latest = next((r for r in runs if r.status == "succeeded"), None)
+    if latest is None:
+        return
+    for role, artifact_id in sorted(latest.results.items()):
+        c.print(f"  {role:14} {artifact_id}")
+    if "metrics" in latest.results:
+        _metrics_table(lake.read(latest.results["metrics"]).to_pylist(), exp.spec.swept, title="metrics")
+        lineage_tree(lake.lineage(latest.results["metrics"]), 1)
+
+
+def reproduce_report(report: Any) -> None:
+    from rich.table import Table
+
+    c = console()
+    table = Table(title=f"reproduce run {report.run[:12]}")
+    for col in ("result", "recorded", "reproduced", "same"):
+        table.add_column(col)
+    for a in report.artifacts:
+        table.add_row(a.role, a.recorded[:SHORT], a.reproduced[:SHORT], "yes" if a.identical else "NO")
+    c.print(table)
+    code = report.recorded_code if report.recorded_code == report.current_code else f"{report.recorded_code} -> {report.current_code}"
+    c.print(f"code version: {code}")
+    for a in report.artifacts:
+        if not a.identical:
+            c.print(f"{a.role}: columns differ: {', '.join(a.columns) or '(none: types or row count)'}; {a.detail}")
+    c.print("identical: every result id matches" if report.identical else "DIFFERENT", style="bold" if report.identical else "bold red")

@@ -427,6 +427,147 @@ def experiments(ctx: click.Context, lake_path: str | None, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+@experiments.command("create")
+@click.argument("spec_file", type=click.Path(dir_okay=False))
+@click.option("--name", default=None, help="Name for people (overrides the spec's name).")
+@json_option
+@click.pass_context
+def exp_create_cmd(ctx: click.Context, spec_file: str, name: str | None, as_json: bool) -> None:
+    """Check a spec, freeze its inputs to artifact ids and record it; prints the experiment id."""
+    from cli._render import emit_json
+    from experiments import create, load_spec_file
+
+    exp, created = create(open_lake(ctx), load_spec_file(spec_file), name=name)
+    if as_json:
+        emit_json(exp.to_dict() | {"created_now": created})
+    else:
+        click.echo(exp.id)
+        click.echo(f"{'created' if created else 'exists'}: {exp.name}", err=True)
+
+
+@experiments.command("execute")
+@click.argument("ref")
+@click.option("--force", is_flag=True, help="Run again even if a run of this code already succeeded.")
+@json_option
+@click.pass_context
+def exp_execute_cmd(ctx: click.Context, ref: str, force: bool, as_json: bool) -> None:
+    """Run an experiment: verify inputs, project, simulate, publish results with lineage."""
+    from cli._render import emit_json, progress_bar, run_summary
+    from experiments import execute
+
+    lk = open_lake(ctx)
+    with progress_bar(enabled=not as_json) as progress:
+        run = execute(lk, ref, force=force, progress=progress)
+    if as_json:
+        emit_json({"experiment": run.experiment, "run": run.id, "status": run.status, "reused": run.reused,
+                   "results": run.results, "duration": run.duration, "timings": run.timings})
+    else:
+        run_summary(lk, run)
+
+
+@experiments.command("list")
+@json_option
+@click.pass_context
+def exp_list_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Experiments, newest first, with their latest run."""
+    from cli._render import emit_json, experiments_table
+    from experiments import list_experiments
+
+    items = list_experiments(open_lake(ctx).db)
+    if as_json:
+        emit_json([e.to_dict() | {"latest_run": r.to_dict() if r else None} for e, r in items])
+    else:
+        experiments_table(items)
+
+
+@experiments.command("show")
+@click.argument("ref")
+@json_option
+@click.pass_context
+def exp_show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Spec, runs, results, metrics table and lineage of an experiment."""
+    from cli._render import emit_json, show_experiment
+    from experiments import get_experiment, runs_of
+
+    lk = open_lake(ctx)
+    exp = get_experiment(lk.db, ref)
+    runs = runs_of(lk.db, exp.id)
+    if as_json:
+        latest = next((r for r in runs if r.status == "succeeded"), None)
+        metrics = lk.read(latest.results["metrics"]).to_pylist() if latest and "metrics" in latest.results else []
+        emit_json(exp.to_dict() | {"runs": [r.to_dict() for r in runs], "metrics": metrics})
+    else:
+        show_experiment(lk, exp, runs)
+
+
+@experiments.command("compare")
+@click.argument("refs", nargs=-1, required=True)
+@json_option
+@click.pass_context
+def exp_compare_cmd(ctx: click.Context, refs: tuple[str, ...], as_json: bool) -> None:
+    """Metrics of several experiments side by side (their latest succeeded runs)."""
+    from cli._render import arrow_table, emit_json
+    from experiments.report import compare
+
+    table = compare(open_lake(ctx), list(refs))
+    if as_json:
+        emit_json(table.to_pylist())
+    else:
+        arrow_table(table)
+
+
+@experiments.command("reproduce")
+@click.argument("ref")
+@json_option
+@click.pass_context
+def exp_reproduce_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Re-run the run behind a result (or run, or experiment) and prove its ids are identical.
+
+    Exits 0 when every result id matches, 1 with a per-artifact diff otherwise.
+    """
+    _reproduce(ctx, ref, as_json)
+
+
+def _reproduce(ctx: click.Context, ref: str, as_json: bool) -> None:
+    from cli._render import emit_json, reproduce_report
+    from experiments import NotReproduced, reproduce
+
+    report = reproduce(open_lake(ctx), ref)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        reproduce_report(report)
+    if not report.identical:
+        raise NotReproduced(f"reproduced results differ from run {report.run[:12]}")
+
+
+@lake.command("reproduce")
+@click.argument("ref")
+@json_option
+@click.pass_context
+def lake_reproduce_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Same as `experiments reproduce`: re-run the run behind a result and compare ids (exit 1 if different)."""
+    _reproduce(ctx, ref, as_json)
+
+
+@experiments.command("plot")
+@click.argument("ref")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--max-lines", default=12, show_default=True, type=click.IntRange(min=1), help="At most this many curves.")
+@json_option
+@click.pass_context
+def exp_plot_cmd(ctx: click.Context, ref: str, out: str, max_lines: int, as_json: bool) -> None:
+    """Equity curves and drawdowns of an experiment's latest run, one line per combination and symbol."""
+    from cli._render import emit_json
+    from experiments.report import plot
+
+    path, lines = plot(open_lake(ctx), ref, out, max_lines=max_lines)
+    if as_json:
+        emit_json({"out": str(path), "lines": lines})
+    else:
+        click.echo(str(path))
+
+
 def lake_main() -> None:
     lake(prog_name="lake")
 

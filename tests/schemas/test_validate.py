@@ -92,7 +92,7 @@ def test_lossless_casts_are_applied_and_lossy_ones_refused(reg, ohlcv):
 
 def test_float_to_int_only_when_whole_and_big_ints_not_to_float(reg):
     metrics = reg.get("metrics")
-    base = {"combo": [0, 1], "final_equity": [1.0, 2.0], "total_return": [0.0, 0.1], "max_drawdown": [0.0, 0.0], "sharpe": [0.0, 1.0]}
+    base = {"combo": [0, 1], "symbol": ["A", "A"], "final_equity": [1.0, 2.0], "total_return": [0.0, 0.1], "max_drawdown": [0.0, 0.0], "sharpe": [0.0, 1.0]}
     ok = conform(pa.table(base | {"n_trades": pa.array([3.0, 4.0])}), metrics)
     assert ok.column("n_trades").to_pylist() == [3, 4]
     with pytest.raises(ValidationError, match="column 'n_trades'.*lose information"):

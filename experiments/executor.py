@@ -1,0 +1,322 @@
+"""Execute an experiment: verify its frozen inputs, build the projection, run the simulator, publish the
+results with lineage, and record the run.
+
+Invariants:
+* Results are functions of the inputs, the spec and the code: no clock, no paths, stable row orders
+  (combination, then symbol, then time). The run record holds the timings.
+* Every result table is checked against its schema before any is published, so a failure publishes
+  nothing. Each result gets an edge from every frozen input, tagged with the run id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from schemas.errors import LakeError
+
+from . import tracker
+from .errors import SimError, SpecError
+from .spec import ExperimentSpec
+from .strategies import SIGNAL_STRATEGIES, policy_params, signals
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from projections import Lake
+
+Progress = Callable[[int, int, str], None]
+RESULT_TYPES = {"trades": "trades", "equity": "equity", "metrics": "metrics", "alert_results": "table"}
+METRIC_COLUMNS = ("final_equity", "total_return", "n_trades", "max_drawdown", "sharpe", "sortino", "cagr",
+                  "win_rate", "profit_factor", "exposure", "turnover", "fees", "max_drawdown_days")
+
+
+@dataclass(frozen=True)
+class Computed:
+    """Result tables of one execution, by role, before publishing."""
+
+    tables: dict[str, pa.Table]
+    timings: dict[str, float]
+
+
+def _verify(lake: Lake, spec: ExperimentSpec) -> None:
+    from projections.build import _verify_inputs
+
+    _verify_inputs(lake, [i for ids in spec.inputs.values() for i in ids])
+
+
+def _bars_by_symbol(lake: Lake, ohlcv_ids: list[str], only: list[str]) -> dict[str, Any]:
+    import pyarrow.compute as pc
+
+    import sim
+
+    table = lake.projection("ohlcv", {"ohlcv": ohlcv_ids}).arrow("SELECT * FROM ohlcv ORDER BY symbol, ts")
+    symbols = sorted(set(table.column("symbol").to_pylist()))
+    missing = [s for s in only if s not in symbols]
+    if missing:
+        raise SpecError(f"spec key 'strategy.symbols': {', '.join(missing)} not in the ohlcv inputs ({', '.join(symbols)})")
+    out = {}
+    for s in only or symbols:
+        out[s] = sim.Bars.from_table(table.filter(pc.equal(table.column("symbol"), s)))
+    return out
+
+
+def compute(lake: Lake, spec: ExperimentSpec, progress: Progress | None = None) -> Computed:
+    """Every result table of ``spec`` (nothing is published)."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    _verify(lake, spec)
+    timings["verify"] = time.perf_counter() - t0
+    strategy = spec.doc["strategy"]["name"]
+    t0 = time.perf_counter()
+    if strategy in SIGNAL_STRATEGIES:
+        bars = _bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
+        timings["load"] = time.perf_counter() - t0
+        tables = _signal_backtests(spec, bars, progress, timings)
+    elif strategy == "alert_replay":
+        tables = _alert_replay(lake, spec, progress, timings)
+    else:
+        raise SpecError(f"spec key 'strategy.name': {strategy!r} cannot run in a backtest of this version")
+    return Computed(tables, timings)
+
+
+def _signal_backtests(spec: ExperimentSpec, bars: dict[str, Any], progress: Progress | None, timings: dict[str, float]) -> dict[str, pa.Table]:
+    import pyarrow as pa
+
+    import sim
+
+    try:
+        execution = sim.Execution.from_dict(spec.doc.get("execution", {}))
+    except (ValueError, TypeError) as exc:
+        raise SimError(str(exc)) from exc
+    combos = spec.combos()
+    trades: dict[str, list[Any]] = {}
+    equity: dict[str, list[Any]] = {k: [] for k in ("combo", "symbol", "ts", "equity", "cash", "position")}
+    metrics: list[dict[str, Any]] = []
+    total = len(combos) * len(bars)
+    done = 0
+    sim_time = 0.0
+    for c, combo in enumerate(combos):
+        params = {k: v for k, v in combo.items() if k not in ("name", "symbols")}
+        for symbol, b in bars.items():
+            t0 = time.perf_counter()
+            try:
+                res = sim.run(b, signals(combo["name"], params, b.high, b.low, b.close), execution)
+            except (ValueError, TypeError) as exc:
+                raise SimError(f"combination {c} ({symbol}): {exc}") from exc
+            sim_time += time.perf_counter() - t0
+            rows = res.trade_rows(b.ts)
+            n = len(res.trades)
+            for key, col in (("combo", np.full(n, c)), ("symbol", np.full(n, symbol, dtype=object))):
+                trades.setdefault(key, []).append(col)
+            for key, col in rows.items():
+                trades.setdefault(key, []).append(col)
+            for key, col in (("combo", np.full(len(b), c)), ("symbol", np.full(len(b), symbol, dtype=object)),
+                             ("ts", b.ts), ("equity", res.equity), ("cash", res.cash), ("position", res.position)):
+                equity[key].append(col)
+            m = {"combo": c, "symbol": symbol}
+            m.update({k: float(res.metrics[k]) for k in METRIC_COLUMNS})
+            m["n_trades"] = int(res.metrics["n_trades"])
+            m.update({k: combo[k] for k in spec.swept})
+            metrics.append(m)
+            done += 1
+            if progress is not None:
+                progress(done, total, f"combo {c + 1}/{len(combos)} {symbol}")
+    timings["simulate"] = sim_time
+    return {
+        "trades": _trades_table(trades),
+        "equity": _equity_table(equity),
+        "metrics": pa.Table.from_pylist(metrics),
+    }
+
+
+def _cat(parts: list[Any], dtype: Any = None) -> np.ndarray:
+    if not parts:
+        return np.array([], dtype=dtype)
+    return np.concatenate(parts)
+
+
+def _ts(values: np.ndarray) -> pa.Array:
+    import pyarrow as pa
+
+    mask = values == np.iinfo(np.int64).min
+    return pa.array(values.astype(np.int64), pa.timestamp("us", tz="UTC"), mask=mask)
+
+
+def _trades_table(cols: dict[str, list[Any]]) -> pa.Table:
+    import pyarrow as pa
+
+    if not cols:
+        cols = {"combo": [], "symbol": [], "side": [], "size": [], "entry_ts": [], "exit_ts": [], "entry_price": [],
+                "exit_price": [], "fees": [], "pnl": [], "exit_reason": [], "entry_idx": [], "exit_idx": [],
+                "return": [], "mae": [], "mfe": []}
+    exit_price = _cat(cols["exit_price"], np.float64)
+    return pa.table({
+        "combo": pa.array(_cat(cols["combo"], np.int64), pa.int64()),
+        "symbol": pa.array(_cat(cols["symbol"], object), pa.string()),
+        "side": pa.array(_cat(cols["side"], np.int8), pa.int8()),
+        "size": pa.array(_cat(cols["size"], np.float64), pa.float64()),
+        "entry_ts": _ts(_cat(cols["entry_ts"], np.int64)),
+        "exit_ts": _ts(_cat(cols["exit_ts"], np.int64)),
+        "entry_price": pa.array(_cat(cols["entry_price"], np.float64), pa.float64()),
+        "exit_price": pa.array(exit_price, pa.float64(), mask=np.isnan(exit_price)),
+        "fees": pa.array(_cat(cols["fees"], np.float64), pa.float64()),
+        "pnl": pa.array(_cat(cols["pnl"], np.float64), pa.float64()),
+        "exit_reason": pa.array(_cat(cols["exit_reason"], object), pa.string()),
+        "entry_idx": pa.array(_cat(cols["entry_idx"], np.int64), pa.int64()),
+        "exit_idx": pa.array(_cat(cols["exit_idx"], np.int64), pa.int64()),
+        "return": pa.array(_cat(cols["return"], np.float64), pa.float64()),
+        "mae": pa.array(_cat(cols["mae"], np.float64), pa.float64()),
+        "mfe": pa.array(_cat(cols["mfe"], np.float64), pa.float64()),
+    })
+
+
+def _equity_table(cols: dict[str, list[Any]]) -> pa.Table:
+    import pyarrow as pa
+
+    return pa.table({
+        "combo": pa.array(_cat(cols["combo"], np.int64), pa.int64()),
+        "symbol": pa.array(_cat(cols["symbol"], object), pa.string()),
+        "ts": _ts(_cat(cols["ts"], np.int64)),
+        "equity": pa.array(_cat(cols["equity"], np.float64), pa.float64()),
+        "cash": pa.array(_cat(cols["cash"], np.float64), pa.float64()),
+        "position": pa.array(_cat(cols["position"], np.float64), pa.float64()),
+    })
+
+
+def _alert_replay(lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> dict[str, pa.Table]:
+    import pyarrow as pa
+
+    import sim
+
+    t0 = time.perf_counter()
+    bars = _bars_by_symbol(lake, spec.inputs["ohlcv"], [])
+    alerts_proj = lake.projection("alerts_ohlcv", {"alerts": spec.inputs["alerts"], "ohlcv": spec.inputs["ohlcv"]},
+                                  {"before": "0s", "after": "0s"})
+    alerts = alerts_proj.arrow("SELECT * FROM alerts ORDER BY alert")
+    timings["load"] = time.perf_counter() - t0
+    combos = spec.combos()
+    per_alert: list[pa.Table] = []
+    equity: dict[str, list[Any]] = {k: [] for k in ("combo", "symbol", "ts", "equity", "cash", "position")}
+    metrics: list[dict[str, Any]] = []
+    ts = alerts.column("ts").cast(pa.int64()).to_numpy()
+    sim_time = 0.0
+    for c, combo in enumerate(combos):
+        if combo.get("require_coverage"):
+            cov = lake.projection(
+                "alerts_ohlcv", {"alerts": spec.inputs["alerts"], "ohlcv": spec.inputs["ohlcv"]},
+                {"before": "0s", "after": f"{max(int(combo.get('max_hold_bars', 0)), 1)}m"},
+            ).arrow("SELECT alert, symbol, ts, coverage FROM coverage WHERE coverage <> 'full' ORDER BY alert LIMIT 3")
+            if cov.num_rows:
+                first = cov.to_pylist()[0]
+                raise SpecError(
+                    f"spec key 'strategy.require_coverage': alert {first['alert']} ({first['symbol']} at "
+                    f"{first['ts'].isoformat()}) has {first['coverage']} OHLCV coverage (see: lake coverage)"
+                )
+        try:
+            policy = sim.AlertPolicy.from_dict(policy_params(combo, spec.doc.get("execution", {})))
+            t1 = time.perf_counter()
+            out = sim.alert_replay(bars, ts, alerts.column("symbol").to_pylist(), alerts.column("side").to_pylist(), policy)
+            sim_time += time.perf_counter() - t1
+        except (ValueError, TypeError) as exc:
+            raise SimError(f"combination {c}: {exc}") from exc
+        rows = out["alerts"]
+        n = len(rows["alert"])
+        per_alert.append(pa.table({
+            "combo": pa.array(np.full(n, c), pa.int64()),
+            "alert": pa.array(rows["alert"], pa.int64()),
+            "symbol": pa.array(rows["symbol"], pa.string()),
+            "side": pa.array(rows["side"], pa.int8()),
+            "status": pa.array(rows["status"], pa.string()),
+            "entry_ts": _ts(rows["entry_ts"]),
+            "entry_price": pa.array(rows["entry_price"], pa.float64()),
+            "exit_ts": _ts(rows["exit_ts"]),
+            "exit_price": pa.array(rows["exit_price"], pa.float64()),
+            "exit_reason": pa.array(rows["exit_reason"], pa.string()),
+            "return": pa.array(rows["return"], pa.float64()),
+            "net_return": pa.array(rows["net_return"], pa.float64()),
+            "mae": pa.array(rows["mae"], pa.float64()),
+            "mfe": pa.array(rows["mfe"], pa.float64()),
+            "bars_to_exit": pa.array(rows["bars_to_exit"], pa.int64()),
+            "seconds_to_exit": pa.array(rows["seconds_to_exit"], pa.float64()),
+            "units": pa.array(rows["units"], pa.float64()),
+            "fees": pa.array(rows["fees"], pa.float64()),
+            "pnl": pa.array(rows["pnl"], pa.float64()),
+        }))
+        k = len(out["timeline"])
+        for key, col in (("combo", np.full(k, c)), ("symbol", np.full(k, "*", dtype=object)), ("ts", out["timeline"]),
+                         ("equity", out["equity"]), ("cash", out["cash"]), ("position", out["open"].astype(np.float64))):
+            equity[key].append(col)
+        m = {"combo": c, "symbol": "*"}
+        m.update({k2: float(v) for k2, v in out["metrics"].items()})
+        m["n_trades"] = int(out["metrics"]["n_trades"])
+        m.update({k2: combo[k2] for k2 in spec.swept})
+        metrics.append(m)
+        if progress is not None:
+            progress(c + 1, len(combos), f"combo {c + 1}/{len(combos)}")
+    timings["simulate"] = sim_time
+    return {
+        "alert_results": pa.concat_tables(per_alert),
+        "equity": _equity_table(equity),
+        "metrics": pa.Table.from_pylist(metrics),
+    }
+
+
+def conform_results(lake: Lake, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """Every result conformed and checked against its type before anything is published."""
+    from schemas import find_violations, first_error
+    from schemas.validate import conform
+
+    out = {}
+    for role, table in tables.items():
+        schema = lake.registry.get(RESULT_TYPES[role])
+        conformed = conform(table, schema, f"result {role!r}")
+        bad = find_violations(conformed, schema)
+        if bad:
+            raise SimError(f"the simulator produced an invalid {role!r} table: {first_error(conformed, bad, schema, role)}")
+        out[role] = conformed
+    return out
+
+
+def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | None = None) -> tracker.Run:
+    """Run experiment ``ref`` and publish its results; reuse a succeeded run of the same code unless ``force``."""
+    exp = tracker.get_experiment(lake.db, ref)
+    if not force:
+        for run in tracker.runs_of(lake.db, exp.id):
+            if run.status == "succeeded" and run.code_version == tracker.code_version():
+                present = all(lake.db.execute("SELECT 1 FROM artifacts WHERE id = ?", (i,)).fetchone() for i in run.results.values())
+                if present:
+                    return tracker.Run(**{**run.to_dict(), "reused": True})
+    run = tracker.new_run(lake.db, exp.id, device="cpu")
+    started = time.perf_counter()
+    try:
+        computed = compute(lake, exp.spec, progress)
+        t0 = time.perf_counter()
+        tables = conform_results(lake, computed.tables)
+        inputs = sorted({i for ids in exp.spec.inputs.values() for i in ids})
+        results = {}
+        for role, table in tables.items():
+            rec = lake.publish(table, RESULT_TYPES[role], name=f"exp/{exp.spec.name}/{role}", inputs=inputs,
+                               meta={"experiment": exp.id, "role": role}, run=run.id)
+            results[role] = rec.id
+        computed.timings["publish"] = time.perf_counter() - t0
+    except LakeError as exc:
+        tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started, error=str(exc))
+        raise
+    except Exception as exc:
+        tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started,
+                           error=f"{type(exc).__name__}: {exc}")
+        raise
+    return tracker.finish_run(lake.db, run.id, status="succeeded", duration=time.perf_counter() - started,
+                              results=results, timings=computed.timings)
+
+
+def create(lake: Lake, raw: dict[str, Any], *, name: str | None = None) -> tuple[tracker.Experiment, bool]:
+    """Check and freeze a raw spec and record the experiment (idempotent)."""
+    from .spec import freeze
+
+    return tracker.put_experiment(lake.db, freeze(raw, lake, name=name))

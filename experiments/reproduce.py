@@ -1,0 +1,135 @@
+"""Reproduce a historical result from its hash: find its run, run the same frozen spec on the same inputs
+again without writing anything to the lake's history, and compare every result id.
+
+Identical ids prove a bit-identical rerun (ids hash the logical content). Otherwise the report says, per
+artifact, which columns differ, the first row that differs, and how the code versions of the two runs differ.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from artifact_store import CorruptArtifact, NotFound
+from artifact_store.hashing import column_digest, content_id
+
+from . import tracker
+from .errors import NotFoundExperiment
+from .executor import RESULT_TYPES, compute, conform_results
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from projections import Lake
+
+
+@dataclass(frozen=True)
+class ArtifactDiff:
+    role: str
+    recorded: str
+    reproduced: str
+    columns: list[str] = field(default_factory=list)
+    """Columns whose values differ (or that exist on one side only, marked + / -)."""
+    first_row: int | None = None
+    detail: str = ""
+
+    @property
+    def identical(self) -> bool:
+        return self.recorded == self.reproduced
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "recorded": self.recorded, "reproduced": self.reproduced,
+                "identical": self.identical, "columns": self.columns, "first_row": self.first_row, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class Report:
+    run: str
+    experiment: str
+    recorded_code: str
+    current_code: str
+    artifacts: list[ArtifactDiff]
+    seconds: float
+
+    @property
+    def identical(self) -> bool:
+        return all(a.identical for a in self.artifacts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"identical": self.identical, "run": self.run, "experiment": self.experiment,
+                "code_version": {"recorded": self.recorded_code, "current": self.current_code},
+                "artifacts": [a.to_dict() for a in self.artifacts], "seconds": self.seconds}
+
+
+def find_run(lake: Lake, ref: str) -> tracker.Run:
+    """The run behind ``ref``: a result artifact (id, prefix or name), a run id, or an experiment."""
+    try:
+        artifact_id = lake.resolve(ref)
+    except NotFound:
+        artifact_id = None
+    if artifact_id is not None:
+        run = tracker.run_of_artifact(lake.db, artifact_id)
+        if run is None:
+            raise NotFoundExperiment(f"artifact {artifact_id[:12]} was not produced by an experiment run")
+        return run
+    try:
+        return tracker.get_run(lake.db, ref)
+    except NotFoundExperiment:
+        pass
+    exp = tracker.get_experiment(lake.db, ref)
+    runs = [r for r in tracker.runs_of(lake.db, exp.id) if r.status == "succeeded"]
+    if not runs:
+        raise NotFoundExperiment(f"experiment {exp.name!r} has no succeeded run to reproduce")
+    return runs[0]
+
+
+def _first_difference(old: pa.Table, new: pa.Table, column: str) -> int | None:
+    a, b = old.column(column).to_pylist(), new.column(column).to_pylist()
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        same = x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+        if not same:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def _diff(lake: Lake, role: str, recorded: str, table: pa.Table) -> ArtifactDiff:
+    schema = lake.registry.get(RESULT_TYPES[role])
+    new_id = content_id(table, schema.name, schema.version)
+    if new_id == recorded:
+        return ArtifactDiff(role, recorded, new_id)
+    old = lake.read(recorded)
+    cols = []
+    first: int | None = None
+    for name in old.column_names:
+        if name not in table.column_names:
+            cols.append(f"-{name}")
+        elif old.schema.field(name).type != table.schema.field(name).type or column_digest(old.column(name)) != column_digest(table.column(name)):
+            cols.append(name)
+            row = _first_difference(old, table, name)
+            if row is not None and (first is None or row < first):
+                first = row
+    cols += [f"+{n}" for n in table.column_names if n not in old.column_names]
+    detail = f"{old.num_rows} rows recorded, {table.num_rows} reproduced" if old.num_rows != table.num_rows else ""
+    if first is not None and first < min(old.num_rows, table.num_rows):
+        shown = [c for c in cols if not c.startswith(("+", "-"))][:3]
+        pairs = ", ".join(f"{c}: {old.column(c)[first].as_py()!r} -> {table.column(c)[first].as_py()!r}" for c in shown)
+        detail = (detail + "; " if detail else "") + f"row {first}: {pairs}"
+    return ArtifactDiff(role, recorded, new_id, cols, first, detail)
+
+
+def reproduce(lake: Lake, ref: str) -> Report:
+    """Re-run the run behind ``ref`` and compare its result ids; publishes and records nothing."""
+    import time
+
+    run = find_run(lake, ref)
+    exp = tracker.get_experiment(lake.db, run.experiment)
+    for role, ids in exp.spec.inputs.items():
+        for artifact_id in ids:
+            if not lake.db.execute("SELECT 1 FROM artifacts WHERE id = ?", (artifact_id,)).fetchone():
+                raise CorruptArtifact(f"input {role} {artifact_id} of run {run.id[:12]} is not in this lake")
+    t0 = time.perf_counter()
+    computed = compute(lake, exp.spec)
+    tables = conform_results(lake, computed.tables)
+    diffs = [_diff(lake, role, run.results.get(role, ""), tables[role]) for role in sorted(tables)]
+    return Report(run.id, exp.id, run.code_version, tracker.code_version(), diffs, time.perf_counter() - t0)

@@ -1,0 +1,223 @@
+"""Experiment specs: a TOML contract users and scripts write (see docs/experiments.md).
+
+``create`` parses the file, checks every key (unknown keys, wrong types, missing roles: one line naming the
+key), freezes every input reference to its full artifact id, and hashes the canonical JSON of the result:
+the experiment id. Execution settings keep only what the user wrote; defaults come from the code when the
+experiment runs, so a change of the simulator's defaults shows up when a result is reproduced.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import blake3
+
+from .errors import SpecError
+
+if TYPE_CHECKING:
+    from artifact_store import Lake
+
+KINDS = ("backtest", "train")
+TOP_KEYS = {"name", "kind", "seed", "inputs", "strategy", "execution", "sweep", "env", "reward", "trainer"}
+
+# strategy name -> (required input roles, {param: (type, default)}); type is a tuple of accepted Python types
+_NUM = (int, float)
+STRATEGIES: dict[str, tuple[tuple[str, ...], dict[str, tuple[tuple[type, ...], Any]]]] = {
+    "sma_cross": (("ohlcv",), {"fast": ((int,), 10), "slow": ((int,), 20), "direction": ((str,), "long"),
+                               "symbols": ((list,), [])}),
+    "rsi_threshold": (("ohlcv",), {"period": ((int,), 14), "lower": (_NUM, 30.0), "upper": (_NUM, 70.0),
+                                   "direction": ((str,), "long"), "symbols": ((list,), [])}),
+    "breakout": (("ohlcv",), {"n": ((int,), 20), "direction": ((str,), "long"), "symbols": ((list,), [])}),
+    "alert_replay": (("ohlcv", "alerts"), {
+        "take_profit": ((list,), []), "take_profit_sizes": ((list,), []), "stop_loss": (_NUM, None),
+        "trailing_stop": (_NUM, None), "max_hold_bars": ((int,), 0), "latency_bars": ((int,), 0),
+        "sizing": ((str,), "fraction"), "size": (_NUM, 0.1), "max_concurrent": ((int,), 10),
+        "require_coverage": ((bool,), False),
+    }),
+    "policy": (("ohlcv", "policy"), {"symbols": ((list,), [])}),
+}
+ROLE_TYPES = {"ohlcv": "ohlcv", "alerts": "alerts", "policy": "tensors"}
+
+
+def _fail(key: str, message: str) -> SpecError:
+    return SpecError(f"spec key {key!r}: {message}")
+
+
+def _unknown(where: str, key: str, allowed: set[str] | dict[str, Any]) -> SpecError:
+    hint = difflib.get_close_matches(key, sorted(allowed), n=1)
+    extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(sorted(allowed))})"
+    return SpecError(f"unknown spec key {where}{key!r}{extra}")
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    return " or ".join("number" if t is float else t.__name__ for t in types if not (t is int and float in types))
+
+
+def _check_value(key: str, value: Any, types: tuple[type, ...]) -> None:
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        raise _fail(key, f"must be {_type_name(types)}, not {type(value).__name__} {value!r}")
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A parsed, checked and frozen spec."""
+
+    doc: dict[str, Any]
+    """The canonical spec: frozen input ids, only keys the user wrote."""
+
+    @property
+    def id(self) -> str:
+        return blake3.blake3(canonical_json(self.doc).encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        return str(self.doc.get("name") or self.id[:12])
+
+    @property
+    def kind(self) -> str:
+        return str(self.doc["kind"])
+
+    @property
+    def inputs(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.doc["inputs"].items()}
+
+    def combos(self) -> list[dict[str, Any]]:
+        """One strategy-parameter dict per sweep combination (keys in sorted order; values as written)."""
+        base = dict(self.doc.get("strategy", {}))
+        sweep = self.doc.get("sweep", {})
+        keys = sorted(sweep)
+        out = []
+        for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
+            combo = dict(base)
+            combo.update(zip(keys, values, strict=True))
+            out.append(combo)
+        return out
+
+    @property
+    def swept(self) -> list[str]:
+        return sorted(self.doc.get("sweep", {}))
+
+
+def canonical_json(doc: Any) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def parse_spec(text: str, source: str = "spec") -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML ({exc})") from exc
+
+
+def load_spec_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{p}: cannot read the spec ({exc})") from exc
+    return parse_spec(text, str(p))
+
+
+def freeze(raw: Mapping[str, Any], lake: Lake, *, name: str | None = None) -> ExperimentSpec:
+    """Check every key of a raw spec and freeze its inputs to full artifact ids."""
+    from sim import Execution
+
+    doc: dict[str, Any] = {}
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise _unknown("", key, TOP_KEYS)
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise _fail("kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
+    doc["kind"] = kind
+    if name is not None or raw.get("name") is not None:
+        nm = name if name is not None else raw.get("name")
+        _check_value("name", nm, (str,))
+        doc["name"] = nm
+    seed = raw.get("seed", 0)
+    _check_value("seed", seed, (int,))
+    doc["seed"] = seed
+    if kind == "train":
+        raise _fail("kind", "train experiments are not available in this version (backtest only)")
+    for key in ("env", "reward", "trainer"):
+        if key in raw:
+            raise _fail(key, "belongs to kind = \"train\" specs")
+    strategy = dict(raw.get("strategy") or {})
+    sname = strategy.pop("name", None)
+    if sname not in STRATEGIES:
+        hint = difflib.get_close_matches(str(sname), sorted(STRATEGIES), n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(sorted(STRATEGIES))})"
+        raise _fail("strategy.name", f"unknown strategy {sname!r}{extra}")
+    roles, params = STRATEGIES[sname]
+    for key, value in strategy.items():
+        if key not in params:
+            raise _unknown("strategy.", key, params)
+        _check_value(f"strategy.{key}", value, params[key][0])
+    doc["strategy"] = {"name": sname, **strategy}
+    execution = dict(raw.get("execution") or {})
+    known_exec = {f.name for f in fields(Execution)}
+    for key, value in execution.items():
+        if key not in known_exec:
+            raise _unknown("execution.", key, known_exec)
+    try:
+        Execution.from_dict(execution)
+    except (ValueError, TypeError) as exc:
+        raise SpecError(f"spec key 'execution': {exc}") from exc
+    doc["execution"] = execution
+    sweep = dict(raw.get("sweep") or {})
+    for key, values in sweep.items():
+        if key not in params:
+            raise _unknown("sweep.", key, params)
+        if not isinstance(values, list) or not values:
+            raise _fail(f"sweep.{key}", "must be a non-empty list of values")
+        for v in values:
+            _check_value(f"sweep.{key}", v, params[key][0])
+    if sweep:
+        doc["sweep"] = sweep
+    doc["inputs"] = _freeze_inputs(raw.get("inputs"), roles, lake)
+    spec = ExperimentSpec(doc)
+    from .strategies import check_combo
+
+    for combo in spec.combos():
+        check_combo(combo)
+    return spec
+
+
+def _freeze_inputs(inputs: Any, roles: tuple[str, ...], lake: Lake) -> dict[str, list[str]]:
+    from artifact_store import NotFound
+    from schemas.errors import LakeError
+
+    if not isinstance(inputs, dict):
+        raise _fail("inputs", f"must be a table of role = [references]; this spec needs {', '.join(roles)}")
+    for role in inputs:
+        if role not in roles:
+            raise _unknown("inputs.", role, set(roles))
+    out: dict[str, list[str]] = {}
+    for role in roles:
+        refs = inputs.get(role)
+        if refs is None:
+            raise _fail(f"inputs.{role}", f"missing: the strategy needs an artifact of type {ROLE_TYPES[role]!r}")
+        refs = [refs] if isinstance(refs, str) else refs
+        if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+            raise _fail(f"inputs.{role}", "must be a reference or a list of references")
+        ids = []
+        for ref in refs:
+            try:
+                artifact = lake.get(ref)
+            except NotFound as exc:
+                raise _fail(f"inputs.{role}", str(exc)) from exc
+            except LakeError as exc:
+                raise _fail(f"inputs.{role}", str(exc)) from exc
+            if artifact.type != ROLE_TYPES[role]:
+                raise _fail(f"inputs.{role}", f"{ref!r} is a {artifact.type!r} artifact, not {ROLE_TYPES[role]!r}")
+            ids.append(artifact.id)
+        out[role] = sorted(set(ids))
+    return out
