@@ -53,7 +53,7 @@ def plot(lake: Lake, ref: str, out: str, *, max_lines: int = 12) -> tuple[Path, 
     keys = sorted({(c, s) for c, s in zip(eq.column("combo").to_pylist(), eq.column("symbol").to_pylist(), strict=True)})
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     for ax in (top, bottom):
-        ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)  # distinct colours for up to 20 curves
+        ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(20)])  # distinct colours, 20 curves
     for combo, symbol in keys[:max_lines]:
         part = eq.filter(pc.and_(pc.equal(eq.column("combo"), combo), pc.equal(eq.column("symbol"), symbol)))
         ts = part.column("ts").to_numpy(zero_copy_only=False)

@@ -108,7 +108,7 @@ def _cpu() -> str:
 
 
 def environment() -> dict[str, Any]:
-    libs = {}
+    libs: dict[str, str | None] = {}
     for name in KEY_LIBRARIES:
         try:
             libs[name] = metadata.version(name)

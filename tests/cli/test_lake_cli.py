@@ -156,18 +156,23 @@ def test_lake_home_is_used_when_no_lake_option(tmp_path, monkeypatch, pq_file):
     assert r.exit_code == 0 and (tmp_path / "home-lake" / "manifest.sqlite").exists()
 
 
-def test_demo_publishes_derives_and_shows_lineage(tmp_path):
+def test_demo_tells_the_whole_story_and_is_deterministic(tmp_path):
     where = tmp_path / "demo"
     r = CliRunner().invoke(lake, ["demo", "--lake", str(where), "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    raw, hourly = out["published"]
-    assert out["lineage"]["edges"] == [{"parent": raw["id"], "child": hourly["id"], "run": None}]
-    again = json.loads(CliRunner().invoke(lake, ["demo", "--lake", str(where), "--json"]).stdout)
-    assert [p["id"] for p in again["published"]] == [raw["id"], hourly["id"]]  # seeded: same ids
-    assert all(p["deduplicated"] for p in again["published"])
-    text = CliRunner().invoke(lake, ["demo", "--lake", str(tmp_path / "d2")]).stdout
-    assert "lake lineage" in text and f"The demo lake is at {tmp_path / 'd2'}" in text
+    raw, alerts, hourly = out["published"]
+    assert (raw["type"], alerts["type"], hourly["type"]) == ("ohlcv", "alerts", "ohlcv")
+    sma = out["experiments"]["sma"]["results"]
+    assert set(sma) == {"trades", "equity", "metrics"}
+    assert {"alert_results", "equity", "metrics"} == set(out["experiments"]["alerts"]["results"])
+    assert {e["parent"] for e in out["lineage"]["edges"]} == {raw["id"]}
+    assert out["reproduce"]["identical"] is True
+    assert (where / "demo-sma.png").read_bytes()[:4] == b"\x89PNG"
+    again = json.loads(CliRunner().invoke(lake, ["demo", "--lake", str(tmp_path / "d2"), "--json"]).stdout)
+    assert again["experiments"]["sma"]["results"] == sma  # seeded data, deterministic code: same ids elsewhere
+    text = CliRunner().invoke(lake, ["demo", "--lake", str(tmp_path / "d3")]).stdout
+    assert "identical: every result id matches" in text and f"The demo lake is at {tmp_path / 'd3'}" in text
 
 
 def _commands(group) -> list[str]:
