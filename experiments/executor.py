@@ -50,18 +50,19 @@ def _verify(lake: Lake, spec: ExperimentSpec) -> None:
 
 
 def _bars_by_symbol(lake: Lake, ohlcv_ids: list[str], only: list[str]) -> dict[str, Any]:
-    import pyarrow.compute as pc
-
     import sim
 
-    table = lake.projection("ohlcv", {"ohlcv": ohlcv_ids}).arrow("SELECT * FROM ohlcv ORDER BY symbol, ts")
-    symbols = sorted(set(table.column("symbol").to_pylist()))
+    proj = lake.projection("ohlcv", {"ohlcv": ohlcv_ids})
+    symbols = proj.arrow("SELECT DISTINCT symbol FROM ohlcv ORDER BY symbol").column("symbol").to_pylist()
     missing = [s for s in only if s not in symbols]
     if missing:
         raise SpecError(f"spec key 'strategy.symbols': {', '.join(missing)} not in the ohlcv inputs ({', '.join(symbols)})")
     out = {}
     for s in only or symbols:
-        out[s] = sim.Bars.from_table(table.filter(pc.equal(table.column("symbol"), s)))
+        # the projection stores rows sorted by (symbol, ts) and scans keep that order; Bars refuses any
+        # other order (ts must strictly increase), so a change here could not go unnoticed
+        bars = proj.arrow("SELECT ts, open, high, low, close, volume FROM ohlcv WHERE symbol = ?", [s])
+        out[s] = sim.Bars.from_table(bars)
     return out
 
 

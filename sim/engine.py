@@ -176,21 +176,23 @@ class Bars:
         """From a pyarrow Table or polars DataFrame with ts, open, high, low, close[, volume] of one symbol."""
         if type(table).__module__.split(".")[0] == "polars":
             table = table.to_arrow()
-        cols = {name: table.column(name) for name in table.column_names}
-        missing = [c for c in ("ts", "open", "high", "low", "close") if c not in cols]
+        missing = [c for c in ("ts", "open", "high", "low", "close") if c not in table.column_names]
         if missing:
             raise ValueError(f"table lacks column(s) {', '.join(missing)}")
         import pyarrow as pa
 
-        ts = cols["ts"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_numpy()
-        return cls.from_arrays(
-            ts,
-            cols["open"].to_numpy(),
-            cols["high"].to_numpy(),
-            cols["low"].to_numpy(),
-            cols["close"].to_numpy(),
-            cols["volume"].to_numpy() if "volume" in cols else None,
-        )
+        table = table.combine_chunks()  # one buffer per column: numpy views instead of copies per chunk
+
+        def col(name: str) -> np.ndarray:
+            arr = table.column(name).chunk(0) if table.column(name).num_chunks else pa.array([], pa.float64())
+            return arr.to_numpy(zero_copy_only=False)
+
+        ts_col = table.column("ts")
+        if pa.types.is_timestamp(ts_col.type):
+            ts_col = ts_col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        ts = ts_col.to_numpy() if ts_col.num_chunks else np.zeros(0, dtype=np.int64)
+        volume = col("volume") if "volume" in table.column_names else None
+        return cls.from_arrays(ts, col("open"), col("high"), col("low"), col("close"), volume)
 
 
 @dataclass(frozen=True)
