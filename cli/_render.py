@@ -277,3 +277,43 @@ def reproduce_report(report: Any) -> None:
         if not a.identical:
             c.print(f"{a.role}: columns differ: {', '.join(a.columns) or '(none: types or row count)'}; {a.detail}")
     c.print("identical: every result id matches" if report.identical else "DIFFERENT", style="bold" if report.identical else "bold red")
+
+
+class _BackfillProgress:
+    """Candles fetched, pages, rate and ETA of a backfill, on stderr when it is a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                            TextColumn("{task.fields[candles]:,} candles, {task.fields[pages]} pages, {task.fields[rate]:,.0f}/s"),
+                            TimeRemainingColumn(), console=console(stderr=True))
+        self.bar.__enter__()
+        import time
+
+        started: dict[str, float] = {}
+
+        def update(info: dict[str, Any]) -> None:
+            sym = info["symbol"]
+            if sym not in self.tasks:
+                self.tasks[sym] = self.bar.add_task(sym, total=info["total_ms"], candles=0, pages=0, rate=0.0)
+                started[sym] = time.perf_counter()
+            rate = info["candles"] / max(time.perf_counter() - started[sym], 1e-9)
+            self.bar.update(self.tasks[sym], completed=info["done_ms"], candles=info["candles"], pages=info["pages"], rate=rate)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def backfill_progress(enabled: bool = True) -> _BackfillProgress:
+    return _BackfillProgress(enabled)

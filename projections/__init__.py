@@ -1,5 +1,6 @@
 """Disposable DuckDB projections of frozen artifact sets: build (or reuse by key), query, list, drop."""
 
+from .coverage import Coverage, coverage
 from .build import CODE_VERSION, Lake, Projection, Projections, projection_key
 from .durations import format_duration, parse_duration
 from .errors import ProjectionError, QueryError, UnknownSpec
@@ -7,6 +8,7 @@ from .spec import Param, Role, Spec, get_spec, load_spec
 
 __all__ = [
     "CODE_VERSION",
+    "Coverage",
     "Lake",
     "Param",
     "Projection",
@@ -16,6 +18,7 @@ __all__ = [
     "Role",
     "Spec",
     "UnknownSpec",
+    "coverage",
     "format_duration",
     "get_spec",
     "load_spec",
