@@ -164,7 +164,7 @@ def _input_view(con: duckdb.DuckDBPyConnection, lake: _StoreLake, role: str, typ
         return
     art = "regexp_extract(filename, '([0-9a-f]{64})\\.parquet$', 1)"
     ranges = con.execute(
-        f"SELECT {art} AS a, symbol, min(ts) AS lo, max(ts) AS hi FROM {source} GROUP BY ALL ORDER BY symbol, lo"
+        f"SELECT {art} AS a, symbol, min(epoch_us(ts)) AS lo, max(epoch_us(ts)) AS hi FROM {source} GROUP BY ALL ORDER BY symbol, lo"
     ).fetchall()
     overlap = any(
         prev[1] == cur[1] and cur[2] <= prev[3] for prev, cur in zip(ranges, ranges[1:], strict=False)
@@ -173,7 +173,7 @@ def _input_view(con: duckdb.DuckDBPyConnection, lake: _StoreLake, role: str, typ
         con.execute(f"CREATE TEMP VIEW input_{role} AS SELECT * EXCLUDE (filename) FROM {source}")
         return
     clash = con.execute(
-        f"""SELECT symbol, ts, arg_min({art}, {art}) AS a1, arg_max({art}, {art}) AS a2
+        f"""SELECT symbol, strftime(ts, '%Y-%m-%dT%H:%M:%S+00:00'), arg_min({art}, {art}) AS a1, arg_max({art}, {art}) AS a2
             FROM {source} GROUP BY symbol, ts
             HAVING count(DISTINCT (open, high, low, close, volume)) > 1
             ORDER BY symbol, ts LIMIT 1"""
@@ -181,7 +181,7 @@ def _input_view(con: duckdb.DuckDBPyConnection, lake: _StoreLake, role: str, typ
     if clash is not None:
         symbol, ts, a1, a2 = clash
         raise ProjectionError(
-            f"ohlcv inputs disagree at {symbol} {ts.isoformat()}: artifacts {a1[:12]} and {a2[:12]} hold different "
+            f"ohlcv inputs disagree at {symbol} {ts}: artifacts {a1[:12]} and {a2[:12]} hold different "
             "candles for it (drop one of them, or publish a corrected one)"
         )
     con.execute(
@@ -282,7 +282,10 @@ class Projections:
         except duckdb.Error as exc:
             return {"key": path.stem, "path": str(path), "error": _first_line(exc)}
         try:
-            row = con.execute(f"SELECT key, spec, version, params, inputs, code_version, built FROM {_META}").fetchone()
+            # times as text: DuckDB would need pytz to hand a TIMESTAMPTZ to Python
+            row = con.execute(
+                f"SELECT key, spec, version, params, inputs, code_version, CAST(built AS VARCHAR) FROM {_META}"
+            ).fetchone()
             if row is None:
                 return {"key": path.stem, "path": str(path), "error": "no metadata"}
             rels = [r[0] for r in con.execute(
