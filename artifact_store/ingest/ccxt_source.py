@@ -162,36 +162,30 @@ def _set_checkpoint(lake: Lake, exchange: str, symbol: str, timeframe: str, next
 
 def _candles_table(rows: list[list[Any]], symbol: str) -> tuple[pa.Table, int]:
     """Sorted, deduplicated candles (the copy fetched last wins) and the number of duplicates dropped."""
+    import numpy as np
     import pyarrow as pa
 
-    latest: dict[int, list[Any]] = {}
-    for r in rows:
-        latest[int(r[0])] = r
-    keys = sorted(latest)
-    cols = list(zip(*(latest[k][:6] for k in keys), strict=True)) if keys else [[]] * 6
-
-    def floats(i: int) -> pa.Array:
-        return pa.array([None if v is None else float(v) for v in cols[i]], pa.float64())
-
+    arr = np.array([r[:6] for r in rows], dtype=np.float64).reshape(-1, 6)  # None -> NaN, then the checks see it
+    ts = arr[:, 0].astype(np.int64)
+    # last occurrence of every open time: first occurrence in the reversed order
+    _, first_rev = np.unique(ts[::-1], return_index=True)
+    keep = len(ts) - 1 - first_rev  # ascending open time
+    arr, ts = arr[keep], ts[keep]
     table = pa.table({
-        "ts": pa.array([k * 1000 for k in keys], pa.timestamp("us", tz="UTC")),
-        "symbol": pa.array([symbol] * len(keys), pa.string()),
-        "open": floats(1), "high": floats(2), "low": floats(3), "close": floats(4), "volume": floats(5),
+        "ts": pa.array(ts * 1000, pa.timestamp("us", tz="UTC")),
+        "symbol": pa.array([symbol] * len(ts), pa.string()),
+        "open": arr[:, 1], "high": arr[:, 2], "low": arr[:, 3], "close": arr[:, 4], "volume": arr[:, 5],
     })
-    return table, len(rows) - len(keys)
+    return table, len(rows) - len(ts)
 
 
-def _gaps(ts_ms: list[int], start: int, end: int, step: int) -> list[tuple[int, int]]:
+def _gaps(ts_ms: Any, start: int, end: int, step: int) -> list[tuple[int, int]]:
     """Missing candle ranges [first, last] (ms) between ``start`` and ``end`` (exclusive)."""
-    out = []
-    expect = start
-    for t in ts_ms:
-        if t > expect:
-            out.append((expect, t - step))
-        expect = t + step
-    if expect < end:
-        out.append((expect, end - step))
-    return out
+    import numpy as np
+
+    edges = np.concatenate([[start - step], np.asarray(ts_ms, dtype=np.int64), [end]])
+    jumps = np.flatnonzero(np.diff(edges) > step)
+    return [(int(edges[i] + step), int(edges[i + 1] - step)) for i in jumps]
 
 
 def backfill(
@@ -308,7 +302,9 @@ def _publish_partition(lake: Lake, schema: Any, conform: Any, bad_rows: Any, exc
     bad, reasons = bad_rows(table, schema)
     base = f"{exchange}/{symbol}/{timeframe}/{label}" + ("" if complete else ".partial")
     if len(bad):
-        keep = pa.array(sorted(set(range(table.num_rows)) - set(bad.tolist())), pa.int64())
+        import numpy as np
+
+        keep = pa.array(np.setdiff1d(np.arange(table.num_rows), bad), pa.int64())
         records = table.take(pa.array(bad)).to_pylist()
         quarantine = pa.table({
             "row": pa.array(bad, pa.int64()),
@@ -319,13 +315,13 @@ def _publish_partition(lake: Lake, schema: Any, conform: Any, bad_rows: Any, exc
                      meta={"source": "ccxt", "exchange": exchange, "symbol": symbol, "timeframe": timeframe})
         table = table.take(keep)
         info["quarantined"] += len(bad)
-    ts_ms = [int(t.timestamp() * 1000) for t in table.column("ts").to_pylist()]
+    ts_ms = table.column("ts").cast(pa.int64()).to_numpy() // 1000
     gaps = _gaps(ts_ms, start, end, step)
     missing = sum((b - a) // step + 1 for a, b in gaps)
     meta = {
         "source": "ccxt", "exchange": exchange, "symbol": symbol, "timeframe": timeframe, "partition": partition,
         "period": label, "complete": complete, "ccxt_version": ccxt_version,
-        "first_ts": ts_ms[0] if ts_ms else None, "last_ts": ts_ms[-1] if ts_ms else None,
+        "first_ts": int(ts_ms[0]) if len(ts_ms) else None, "last_ts": int(ts_ms[-1]) if len(ts_ms) else None,
         "gap_count": missing,
         "gaps": [[datetime.fromtimestamp(a / 1000, UTC).isoformat(), datetime.fromtimestamp(b / 1000, UTC).isoformat()]
                  for a, b in gaps[:100]],
