@@ -4,6 +4,7 @@ sim imports nothing from the lake: arrays in, arrays out, testable and benchmark
 """
 
 from .alerts import AlertPolicy, alert_replay
+from .env import EnvConfig, Market, TradingEnv, VectorTradingEnv
 from .engine import Bars, Execution, Result, run, run_grid, summarize
 from .records import EXIT_REASONS, METRIC_NAMES, trade_dt
 from .strategies import breakout, rsi, rsi_threshold, sma, sma_cross
@@ -13,6 +14,10 @@ __all__ = [
     "EXIT_REASONS",
     "METRIC_NAMES",
     "Bars",
+    "EnvConfig",
+    "Market",
+    "TradingEnv",
+    "VectorTradingEnv",
     "Execution",
     "Result",
     "alert_replay",

@@ -269,10 +269,19 @@ def _target_array(target: Any, n: int) -> np.ndarray:
     return t
 
 
-def run(bars: Bars, target: Any, execution: Execution | None = None, *, mode: str = "signal") -> Result:
+def run(
+    bars: Bars,
+    target: Any,
+    execution: Execution | None = None,
+    *,
+    mode: str = "signal",
+    stop_loss: Any = None,
+    take_profit: Any = None,
+) -> Result:
     """Backtest one instrument. ``target`` per bar (NaN = no order): in ``signal`` mode +1 / -1 / 0 mean go
     long / short / flat with the sizing rule; in ``target`` mode a value in [-1, 1] is the wanted position
-    as a fraction of equity.
+    as a fraction of equity. ``stop_loss``/``take_profit`` per bar (NaN: none) give each order's trade its
+    own stops, instead of the execution's.
 
     Example::
 
@@ -290,6 +299,11 @@ def run(bars: Bars, target: Any, execution: Execution | None = None, *, mode: st
         raise ValueError("in signal mode target values must be -1, 0, 1 or NaN")
     if mode == "target" and finite.size and (np.abs(finite) > 1).any():
         raise ValueError("in target mode target values must lie in [-1, 1] or be NaN")
+    order_sl = np.empty(0) if stop_loss is None else _target_array(stop_loss, n)
+    order_tp = np.empty(0) if take_profit is None else _target_array(take_profit, n)
+    if (stop_loss is None) != (take_profit is None):
+        order_sl = order_sl if stop_loss is not None else np.full(n, np.nan if ex.stop_loss is None else ex.stop_loss)
+        order_tp = order_tp if take_profit is not None else np.full(n, np.nan if ex.take_profit is None else ex.take_profit)
     trades = np.zeros(finite.size + 1, dtype=trade_dt)
     equity = np.empty(n)
     cash = np.empty(n)
@@ -297,7 +311,7 @@ def run(bars: Bars, target: Any, execution: Execution | None = None, *, mode: st
     raw = np.empty(N_METRICS)
     n_tr, status = K.simulate_nb(
         bars.open, bars.high, bars.low, bars.close, bars.volume, tgt, getattr(MODE, mode), *ex.kernel_args(),
-        trades, equity, cash, position, raw, True,
+        trades, equity, cash, position, raw, True, order_sl, order_tp,
     )
     return Result(trades[:n_tr].copy(), equity, cash, position, summarize(raw, bars.ts, ex.cash), int(status))
 

@@ -29,7 +29,9 @@ _EPS = 2.220446049250313e-16  # backtesting.py sizes "all in" as 1 - epsilon of 
 _TINY = 1e-12
 
 # Indices into the per-trade state vector ``ts`` (one float64 array keeps the kernel signature small).
-_SIDE, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _OUT_UNITS, _OUT_VALUE, _FEES, _LOW, _HIGH, _PEAK, _AT_OPEN = range(11)
+# _SL/_TP: the stop-loss and take-profit fractions the trade's opening order carried (NaN: none)
+_SIDE, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _OUT_UNITS, _OUT_VALUE, _FEES, _LOW, _HIGH, _PEAK, _AT_OPEN, _SL, _TP = range(13)
+N_TRADE_STATE = 13
 
 
 @njit(cache=True)
@@ -139,7 +141,9 @@ def _want_units_nb(mode, tgt, equity, price, fee_rate, sizing, size, units_mode,
 
 
 # Indices into the book vector ``bk``: cash, position, units still wanted (NaN: none), and trade stats.
-_CASH, _POS, _CARRY, _NTR, _NCLOSED, _WINS, _GWIN, _GLOSS, _NOTIONAL, _FEESUM, _EXPOSED = range(11)
+# _OSL/_OTP: the stops of the order being filled
+_CASH, _POS, _CARRY, _NTR, _NCLOSED, _WINS, _GWIN, _GLOSS, _NOTIONAL, _FEESUM, _EXPOSED, _OSL, _OTP = range(13)
+N_BOOK = 13
 
 
 @njit(cache=True)
@@ -167,13 +171,15 @@ def _book_close_nb(bk, ts, trades, i, reason, record, high, low, last_bar):
 
 @njit(cache=True)
 def _execute_nb(
-    bk, ts, trades, raw, i, volume_i, q_bar, q_tgt, q_head, q_tail,
+    bk, ts, trades, raw, i, volume_i, q_bar, q_tgt, q_sl, q_tp, q_head, q_tail,
     mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
     high, low, at_close,
 ):  # fmt: skip
     """Fill the orders due at bar ``i`` at price ``raw``; returns the new queue head."""
     while q_head < q_tail and q_bar[q_head] <= i:
         tgt = q_tgt[q_head]
+        bk[_OSL] = q_sl[q_head]
+        bk[_OTP] = q_tp[q_head]
         q_head += 1
         bk[_CARRY] = np.nan  # a new order replaces what an older one still wanted
         pos = bk[_POS]
@@ -207,6 +213,9 @@ def _execute_nb(
             bk[_CASH], bk[_POS], closed = _fill_nb(
                 delta, raw, i, bk[_CASH], pos, ts, fee_rate, slip_rate, bk[_NOTIONAL:], not at_close
             )
+            if pos == 0.0:  # this fill opened a trade: it keeps the stops of the order that opened it
+                ts[_SL] = bk[_OSL]
+                ts[_TP] = bk[_OTP]
             if closed:
                 _book_close_nb(bk, ts, trades, i, EXIT.signal, record, high, low, i if at_close else i - 1)
                 bk[_CARRY] = want if want != 0.0 else np.nan
@@ -218,8 +227,10 @@ def _execute_nb(
 
 
 @njit(cache=True)
-def _protect_nb(bk, ts, trades, i, open_i, high, low, stop_loss, take_profit, trailing, fee_rate, slip_rate, record):
-    """Stop-loss, trailing stop and take-profit of the open trade inside bar ``i``."""
+def _protect_nb(bk, ts, trades, i, open_i, high, low, trailing, fee_rate, slip_rate, record):
+    """Stop-loss (the trade's own), trailing stop and take-profit (the trade's own) inside bar ``i``."""
+    stop_loss = ts[_SL]
+    take_profit = ts[_TP]
     side = ts[_SIDE]
     entry = ts[_IN_VALUE] / ts[_IN_UNITS]
     stop = np.nan
@@ -295,22 +306,23 @@ def simulate_nb(
     mode, cash0, fill_at, latency, fee_rate, slip_rate,
     stop_loss, take_profit, trailing, sizing, size, units_mode, leverage,
     participation, remainder, max_hold, close_at_end,
-    trades, equity_out, cash_out, position_out, metrics, record,
+    trades, equity_out, cash_out, position_out, metrics, record, order_sl, order_tp,
 ):  # fmt: skip
     """Run one backtest over one instrument. Returns (number of trades, status).
 
     ``target``: per-bar order (NaN = none), see :class:`sim.records.Mode`. Stop levels are fractions of the
     entry price (NaN = off); ``participation`` is the largest fill as a fraction of the bar's volume (NaN =
     no cap); ``max_hold`` in bars (0 = off). ``equity_out`` is always written; ``trades``, ``cash_out`` and
-    ``position_out`` only with ``record``.
+    ``position_out`` only with ``record``. ``order_sl``/``order_tp`` (per bar, or empty to use the scalars)
+    are the stops the order of that bar gives the trade it opens.
     """
     n = close.shape[0]
-    bk = np.zeros(11)
+    bk = np.zeros(N_BOOK)
     bk[_CASH] = cash0
     bk[_CARRY] = np.nan
-    ts = np.zeros(11)
+    ts = np.zeros(N_TRADE_STATE)
+    per_order = order_sl.shape[0] > 0
     status = STATUS.ok
-    has_stops = not (math.isnan(stop_loss) and math.isnan(take_profit) and math.isnan(trailing))
     has_trail = not math.isnan(trailing)
     at_open = fill_at == FILL_AT.next_open
     delay = 1 + latency if at_open else latency
@@ -320,6 +332,8 @@ def simulate_nb(
             n_orders += 1
     q_bar = np.empty(n_orders + 1, dtype=np.int64)  # pending orders, first in first out
     q_tgt = np.empty(n_orders + 1)
+    q_sl = np.empty(n_orders + 1)
+    q_tp = np.empty(n_orders + 1)
     q_head = 0
     q_tail = 0
     # Hot state lives in locals: bk and ts may alias the outputs, so LLVM would reload them on every bar.
@@ -329,6 +343,7 @@ def simulate_nb(
     carrying = False
     t_entry = 0
     t_peak = 0.0
+    t_stops = False  # the open trade has a stop-loss, take-profit or trailing stop
     eq = cash0
     for i in range(n):
         if at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
@@ -336,7 +351,7 @@ def simulate_nb(
             bk[_POS] = pos
             ts[_PEAK] = t_peak
             q_head = _execute_nb(
-                bk, ts, trades, open_[i], i, volume[i], q_bar, q_tgt, q_head, q_tail,
+                bk, ts, trades, open_[i], i, volume[i], q_bar, q_tgt, q_sl, q_tp, q_head, q_tail,
                 mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
                 high, low, False,
             )
@@ -345,14 +360,14 @@ def simulate_nb(
             carrying = not math.isnan(bk[_CARRY])
             t_entry = int(ts[_ENTRY_IDX])
             t_peak = ts[_PEAK]
+            t_stops = has_trail or not (math.isnan(ts[_SL]) and math.isnan(ts[_TP]))
         if pos != 0.0 and (at_open or t_entry != i):
             # the trade lives through this bar (entered before it, or at its open)
-            if has_stops:
+            if t_stops:
                 bk[_CASH] = cash
                 bk[_POS] = pos
                 ts[_PEAK] = t_peak
-                _protect_nb(bk, ts, trades, i, open_[i], high, low, stop_loss, take_profit, trailing,
-                            fee_rate, slip_rate, record)
+                _protect_nb(bk, ts, trades, i, open_[i], high, low, trailing, fee_rate, slip_rate, record)
                 cash = bk[_CASH]
                 pos = bk[_POS]
                 carrying = carrying and pos != 0.0
@@ -369,13 +384,15 @@ def simulate_nb(
         if not math.isnan(tgt):
             q_bar[q_tail] = i + delay
             q_tgt[q_tail] = tgt
+            q_sl[q_tail] = order_sl[i] if per_order else stop_loss
+            q_tp[q_tail] = order_tp[i] if per_order else take_profit
             q_tail += 1
         if not at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
             bk[_CASH] = cash
             bk[_POS] = pos
             ts[_PEAK] = t_peak
             q_head = _execute_nb(
-                bk, ts, trades, close[i], i, volume[i], q_bar, q_tgt, q_head, q_tail,
+                bk, ts, trades, close[i], i, volume[i], q_bar, q_tgt, q_sl, q_tp, q_head, q_tail,
                 mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
                 high, low, True,
             )
@@ -384,6 +401,7 @@ def simulate_nb(
             carrying = not math.isnan(bk[_CARRY])
             t_entry = int(ts[_ENTRY_IDX])
             t_peak = ts[_PEAK]
+            t_stops = has_trail or not (math.isnan(ts[_SL]) and math.isnan(ts[_TP]))
         eq = cash + pos * close[i]
         if pos != 0.0 and ((close_at_end and i == n - 1) or eq <= 0.0):
             why = EXIT.bankrupt if eq <= 0.0 else EXIT.end
@@ -569,7 +587,7 @@ def sma_grid_nb(
         _, st = simulate_nb(
             open_, high, low, close, volume, tgt, MODE.signal, cash0, fill_at, latency, fee_rate, slip_rate,
             stop_loss, take_profit, trailing, sizing, size, units_mode, leverage, participation, remainder,
-            max_hold, close_at_end, none, equity, empty, empty, out[j], False,
+            max_hold, close_at_end, none, equity, empty, empty, out[j], False, empty, empty,
         )
         status[j] = st
     return out, status
