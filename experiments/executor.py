@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from projections import Lake
 
 Progress = Callable[[int, int, str], None]
-RESULT_TYPES = {"trades": "trades", "equity": "equity", "metrics": "metrics", "alert_results": "table"}
+RESULT_TYPES = {"trades": "trades", "equity": "equity", "metrics": "metrics", "alert_results": "table",
+                "policy": "tensors", "training_curve": "table"}
 METRIC_COLUMNS = ("final_equity", "total_return", "n_trades", "max_drawdown", "sharpe", "sortino", "cagr",
                   "win_rate", "profit_factor", "exposure", "turnover", "fees", "max_drawdown_days")
 
@@ -72,12 +73,22 @@ def compute(lake: Lake, spec: ExperimentSpec, progress: Progress | None = None) 
     t0 = time.perf_counter()
     _verify(lake, spec)
     timings["verify"] = time.perf_counter() - t0
+    if spec.kind == "train":
+        from .train import compute_train
+
+        return Computed(compute_train(lake, spec, progress, timings), timings)
     strategy = spec.doc["strategy"]["name"]
     t0 = time.perf_counter()
-    if strategy in SIGNAL_STRATEGIES:
+    if strategy in SIGNAL_STRATEGIES or strategy == "policy":
         bars = _bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
         timings["load"] = time.perf_counter() - t0
-        tables = _signal_backtests(spec, bars, progress, timings)
+        if strategy == "policy":
+            from .train import policy_backtests
+
+            runs = dict(policy_backtests(lake, spec, bars))
+            tables = _signal_backtests(spec, bars, progress, timings, lambda combo, symbol, b: runs[symbol])
+        else:
+            tables = _signal_backtests(spec, bars, progress, timings, _signal_run(spec))
     elif strategy == "alert_replay":
         tables = _alert_replay(lake, spec, progress, timings)
     else:
@@ -85,15 +96,28 @@ def compute(lake: Lake, spec: ExperimentSpec, progress: Progress | None = None) 
     return Computed(tables, timings)
 
 
-def _signal_backtests(spec: ExperimentSpec, bars: dict[str, Any], progress: Progress | None, timings: dict[str, float]) -> dict[str, pa.Table]:
-    import pyarrow as pa
-
+def _signal_run(spec: ExperimentSpec) -> Callable[[dict[str, Any], str, Any], Any]:
+    """One backtest of a signal strategy's combination on one symbol."""
     import sim
 
     try:
         execution = sim.Execution.from_dict(spec.doc.get("execution", {}))
     except (ValueError, TypeError) as exc:
         raise SimError(str(exc)) from exc
+
+    def run_one(combo: dict[str, Any], symbol: str, b: Any) -> Any:
+        params = {k: v for k, v in combo.items() if k not in ("name", "symbols")}
+        return sim.run(b, signals(combo["name"], params, b.high, b.low, b.close), execution)
+
+    return run_one
+
+
+def _signal_backtests(
+    spec: ExperimentSpec, bars: dict[str, Any], progress: Progress | None, timings: dict[str, float],
+    run_one: Callable[[dict[str, Any], str, Any], Any],
+) -> dict[str, pa.Table]:
+    import pyarrow as pa
+
     combos = spec.combos()
     trades: dict[str, list[Any]] = {}
     equity: dict[str, list[Any]] = {k: [] for k in ("combo", "symbol", "ts", "equity", "cash", "position")}
@@ -102,11 +126,10 @@ def _signal_backtests(spec: ExperimentSpec, bars: dict[str, Any], progress: Prog
     done = 0
     sim_time = 0.0
     for c, combo in enumerate(combos):
-        params = {k: v for k, v in combo.items() if k not in ("name", "symbols")}
         for symbol, b in bars.items():
             t0 = time.perf_counter()
             try:
-                res = sim.run(b, signals(combo["name"], params, b.high, b.low, b.close), execution)
+                res = run_one(combo, symbol, b)
             except (ValueError, TypeError) as exc:
                 raise SimError(f"combination {c} ({symbol}): {exc}") from exc
             sim_time += time.perf_counter() - t0
@@ -283,6 +306,16 @@ def conform_results(lake: Lake, tables: dict[str, pa.Table]) -> dict[str, pa.Tab
     return out
 
 
+def _device(spec: ExperimentSpec) -> str:
+    if spec.kind != "train":
+        return "cpu"
+    from sim.ppo import pick_device
+
+    from .train import ppo_config
+
+    return pick_device(ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).device).type
+
+
 def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | None = None) -> tracker.Run:
     """Run experiment ``ref`` and publish its results; reuse a succeeded run of the same code unless ``force``."""
     exp = tracker.get_experiment(lake.db, ref)
@@ -292,7 +325,7 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
                 present = all(lake.db.execute("SELECT 1 FROM artifacts WHERE id = ?", (i,)).fetchone() for i in run.results.values())
                 if present:
                     return tracker.Run(**{**run.to_dict(), "reused": True})
-    run = tracker.new_run(lake.db, exp.id, device="cpu")
+    run = tracker.new_run(lake.db, exp.id, device=_device(exp.spec))
     started = time.perf_counter()
     try:
         computed = compute(lake, exp.spec, progress)
@@ -301,8 +334,13 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
         inputs = sorted({i for ids in exp.spec.inputs.values() for i in ids})
         results = {}
         for role, table in tables.items():
+            meta: dict[str, Any] = {"experiment": exp.id, "role": role}
+            if role == "policy":
+                from .train import policy_meta
+
+                meta.update(policy_meta(exp.spec))
             rec = lake.publish(table, RESULT_TYPES[role], name=f"exp/{exp.spec.name}/{role}", inputs=inputs,
-                               meta={"experiment": exp.id, "role": role}, run=run.id)
+                               meta=meta, run=run.id)
             results[role] = rec.id
         computed.timings["publish"] = time.perf_counter() - t0
     except LakeError as exc:

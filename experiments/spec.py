@@ -41,7 +41,7 @@ STRATEGIES: dict[str, tuple[tuple[str, ...], dict[str, tuple[tuple[type, ...], A
         "sizing": ((str,), "fraction"), "size": (_NUM, 0.1), "max_concurrent": ((int,), 10),
         "require_coverage": ((bool,), False),
     }),
-    "policy": (("ohlcv", "policy"), {"symbols": ((list,), [])}),
+    "policy": (("ohlcv", "policy"), {"symbols": ((list,), [])}),  # a trained policy, greedily
 }
 ROLE_TYPES = {"ohlcv": "ohlcv", "alerts": "alerts", "policy": "tensors"}
 
@@ -146,7 +146,9 @@ def freeze(raw: Mapping[str, Any], lake: Lake, *, name: str | None = None) -> Ex
     _check_value("seed", seed, (int,))
     doc["seed"] = seed
     if kind == "train":
-        raise _fail("kind", "train experiments are not available in this version (backtest only)")
+        from .train import freeze_train
+
+        return ExperimentSpec(freeze_train(raw, doc, lake, _freeze_inputs))
     for key in ("env", "reward", "trainer"):
         if key in raw:
             raise _fail(key, "belongs to kind = \"train\" specs")

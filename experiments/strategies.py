@@ -25,6 +25,8 @@ def check_combo(combo: dict[str, Any]) -> None:
                 raise ValueError(f"direction must be long, short or both, not {params['direction']!r}")
         elif name == "alert_replay":
             sim.AlertPolicy.from_dict(policy_params(params, {}))
+        elif name == "policy":
+            pass  # checked when its tensors are loaded
     except (ValueError, TypeError) as exc:
         shown = ", ".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k != "symbols")
         raise SpecError(f"strategy {name!r} ({shown}): {exc}") from exc

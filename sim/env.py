@@ -217,9 +217,15 @@ class VectorTradingEnv(gym.vector.VectorEnv[np.ndarray, Any, Any]):
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(self, data: Any, num_envs: int = 8, *, split: str = "train", config: EnvConfig | None = None,
-                 norm: tuple[np.ndarray, np.ndarray] | None = None, market: Market | None = None, **kwargs: Any) -> None:
+                 norm: tuple[np.ndarray, np.ndarray] | None = None, market: Market | None = None,
+                 same_step_reset: bool = False, **kwargs: Any) -> None:
+        """``same_step_reset=True`` resets a finished env within the step that finished it (its last
+        observation goes to ``info["final_obs"]``, rows where ``info["done"]``): what the trainer uses."""
         if num_envs < 1:
             raise ValueError("num_envs must be >= 1")
+        self.same_step_reset = same_step_reset
+        if same_step_reset:
+            self.metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
         self.market = market or Market(data, _config(config, kwargs), norm)
         self.config = self.market.config
         self.split = split
@@ -268,5 +274,14 @@ class VectorTradingEnv(gym.vector.VectorEnv[np.ndarray, Any, Any]):
         EK.step_nb(m.ohlcv, m.feats, self.config.window, self._bk, self._ts, self._es, m.decode(actions), m.sizes,
                    m.preset_sl, m.preset_tp, m.params, float(self.config.episode_length), self._obs, self._reward,
                    self._term, self._trunc, self._equity, self._target, self._stops, active)
-        self._needs_reset = self._term | self._trunc
-        return self._obs.copy(), self._reward.copy(), self._term.copy(), self._trunc.copy(), {"equity": self._equity.copy()}
+        done = self._term | self._trunc
+        info: dict[str, Any] = {"equity": self._equity.copy()}
+        if self.same_step_reset:
+            if done.any():
+                info["final_obs"] = self._obs.copy()
+                info["done"] = done.copy()
+                for j in np.flatnonzero(done):
+                    self._reset_one(int(j))
+        else:
+            self._needs_reset = done
+        return self._obs.copy(), self._reward.copy(), self._term.copy(), self._trunc.copy(), info

@@ -153,7 +153,7 @@ def step_nb(bars, feats, window, bk, ts, es, actions, sizes, preset_sl, preset_t
         es[j, ES_STEPS] += 1
         equity[j] = eq
         terminated[j] = term
-        truncated[j] = (not term) and (es[j, ES_STEPS] >= ep_len or i >= es[j, ES_END])
+        truncated[j] = (not term) and i >= es[j, ES_END]  # END = start + episode length (training)
         write_obs_nb(feats, window, close, b, tr, es[j], ep_len, obs[j])
 
 

@@ -1,0 +1,216 @@
+"""``kind = "train"`` experiments: a PPO policy trained on one symbol's frozen OHLCV, published as a
+``tensors`` artifact (plain tensors, never a pickle) with its training curve and validation metrics; and
+the ``policy`` strategy, which backtests a stored policy like any other strategy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import SimError, SpecError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from projections import Lake
+
+    from .spec import ExperimentSpec
+
+ENV_KEYS = {"symbol", "window", "features", "action_space", "episode_length", "train_fraction", "sizes", "presets"}
+REWARD_KEYS = {"log_equity", "dsr", "drawdown", "turnover", "dsr_eta"}
+
+
+def freeze_train(raw: dict[str, Any], doc: dict[str, Any], lake: Lake, freeze_inputs: Any) -> dict[str, Any]:
+    """Check a train spec's sections (each unknown key named) and freeze its inputs."""
+    from sim import Execution
+    from sim.ppo import PPOConfig
+
+    from .spec import _check_value, _unknown
+
+    for key in ("strategy", "sweep"):
+        if key in raw:
+            raise SpecError(f"spec key {key!r}: train experiments take [env], [reward], [execution] and [trainer]")
+    env = dict(raw.get("env") or {})
+    for k in env:
+        if k not in ENV_KEYS:
+            raise _unknown("env.", k, ENV_KEYS)
+    if "symbol" in env:
+        _check_value("env.symbol", env["symbol"], (str,))
+    reward = dict(raw.get("reward") or {})
+    for k, v in reward.items():
+        if k not in REWARD_KEYS:
+            raise _unknown("reward.", k, REWARD_KEYS)
+        _check_value(f"reward.{k}", v, (int, float))
+    execution = dict(raw.get("execution") or {})
+    trainer = dict(raw.get("trainer") or {})
+    known = {f.name for f in fields(PPOConfig)}
+    for k in trainer:
+        if k not in known:
+            raise _unknown("trainer.", k, known)
+    try:
+        Execution.from_dict(execution)
+        env_config(env, reward, execution)
+        ppo_config(trainer, int(doc["seed"]))
+    except (ValueError, TypeError) as exc:
+        raise SpecError(f"spec: {exc}") from exc
+    doc.update({"env": env, "reward": reward, "execution": execution, "trainer": trainer})
+    doc["inputs"] = freeze_inputs(raw.get("inputs"), ("ohlcv",), lake)
+    return doc
+
+
+def env_config(env: dict[str, Any], reward: dict[str, Any], execution: dict[str, Any]) -> Any:
+    from sim import EnvConfig
+
+    kw = {k: v for k, v in env.items() if k != "symbol"}
+    weights = {k: float(v) for k, v in reward.items() if k != "dsr_eta"} or {"log_equity": 1.0}
+    kw["reward"] = weights
+    if "dsr_eta" in reward:
+        kw["dsr_eta"] = float(reward["dsr_eta"])
+    kw["execution"] = execution
+    return EnvConfig.from_kwargs(**kw)
+
+
+def ppo_config(trainer: dict[str, Any], seed: int) -> Any:
+    from sim.ppo import PPOConfig
+
+    kw = dict(trainer)
+    if "hidden" in kw:
+        kw["hidden"] = tuple(kw["hidden"])
+    kw.setdefault("seed", seed)
+    return PPOConfig(**kw)
+
+
+def _market(lake: Lake, spec: ExperimentSpec) -> tuple[str, Any]:
+    from sim import Market
+
+    from .executor import _bars_by_symbol
+
+    symbol = spec.doc["env"].get("symbol")
+    bars = _bars_by_symbol(lake, spec.inputs["ohlcv"], [symbol] if symbol else [])
+    if len(bars) != 1:
+        raise SpecError(f"spec key 'env.symbol': the ohlcv inputs hold {', '.join(bars)}; name the one to train on")
+    symbol, b = next(iter(bars.items()))
+    try:
+        return symbol, Market(b, env_config(spec.doc["env"], spec.doc["reward"], spec.doc["execution"]))
+    except ValueError as exc:
+        raise SimError(str(exc)) from exc
+
+
+def compute_train(lake: Lake, spec: ExperimentSpec, progress: Any, timings: dict[str, Any]) -> dict[str, pa.Table]:
+    import pyarrow as pa
+
+    from sim import VectorTradingEnv
+    from sim.policy import backtest, to_rows
+    from sim.ppo import train
+
+    t0 = time.perf_counter()
+    symbol, market = _market(lake, spec)
+    timings["load"] = time.perf_counter() - t0
+    config = ppo_config(spec.doc["trainer"], int(spec.doc["seed"]))
+    envs = VectorTradingEnv(None, config.n_envs, market=market, same_step_reset=True)
+
+    def report(row: dict[str, float]) -> None:
+        if progress is not None:
+            ret = row["episodic_return"]
+            label = f"update {int(row['update'])}/{int(row['updates'])}  {row['sps']:,.0f} steps/s  return {ret:+.4f}"
+            progress(int(row["update"]), int(row["updates"]), label)
+
+    t0 = time.perf_counter()
+    try:
+        result = train(envs, config, report)
+    except ValueError as exc:
+        raise SimError(str(exc)) from exc
+    timings["train"] = time.perf_counter() - t0
+    timings["sps"] = [round(s, 1) for s in result.sps]
+    timings["device"] = result.device
+    agent = result.agent.to("cpu")
+    rows = to_rows(agent, {"norm.mean": market.norm[0], "norm.std": market.norm[1]})
+    policy = pa.table({"name": pa.array(rows["name"], pa.string()), "dtype": pa.array(rows["dtype"], pa.string()),
+                       "shape": pa.array(rows["shape"], pa.list_(pa.int64())), "data": pa.array(rows["data"], pa.binary())})
+    curve = pa.Table.from_pylist(result.curve)
+    # validation: the greedy policy on bars it never trained on, beside buy-and-hold and staying flat
+    start, _, end = market.start_range("validation")
+    t0 = time.perf_counter()
+    metrics = []
+    for combo, (name, res) in enumerate((("policy", backtest(agent, market, start, end)),
+                                         ("buy_and_hold", _constant(market, start, end, 1.0)),
+                                         ("flat", _constant(market, start, end, 0.0)))):
+        m = {"combo": combo, "symbol": symbol, "strategy": name, "split": "validation"}
+        m.update({k: float(res.metrics[k]) for k in ("final_equity", "total_return", "max_drawdown", "sharpe",
+                                                      "sortino", "win_rate", "exposure", "turnover", "fees")})
+        m["n_trades"] = int(res.metrics["n_trades"])
+        metrics.append(m)
+    timings["validate"] = time.perf_counter() - t0
+    return {"policy": policy, "training_curve": curve, "metrics": pa.Table.from_pylist(metrics)}
+
+
+def _constant(market: Any, start: int, end: int, target: float) -> Any:
+    from sim import Bars, run
+
+    b = market.bars
+    part = Bars(b.ts[start : end + 1], b.open[start : end + 1], b.high[start : end + 1], b.low[start : end + 1],
+                b.close[start : end + 1], b.volume[start : end + 1])
+    tg = np.full(end - start + 1, np.nan)
+    tg[0] = target
+    return run(part, tg, market.config.execution, mode="target")
+
+
+def policy_meta(spec: ExperimentSpec) -> dict[str, Any]:
+    return {"env": spec.doc["env"], "reward": spec.doc["reward"], "execution": spec.doc["execution"],
+            "hidden": list(ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).hidden)}
+
+
+def load_policy(lake: Lake, policy_id: str) -> tuple[Any, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    """The agent, its settings and its normalisation statistics, from a ``tensors`` artifact: no code runs."""
+    from sim.policy import from_rows, load_agent
+
+    art = lake.get(policy_id)
+    meta = art.meta
+    if "env" not in meta or "hidden" not in meta:
+        raise SpecError(f"artifact {policy_id[:12]} is a tensors artifact but not a policy (its meta lacks env/hidden)")
+    arrays = from_rows(lake.read(policy_id).to_pydict())
+    cfg = env_config(meta["env"], meta.get("reward", {}), meta.get("execution", {}))
+    nvec = (3, len(cfg.sizes), len(cfg.presets))
+    if cfg.action_space == "discrete":
+        nvec = (3 * len(cfg.sizes) * len(cfg.presets),)
+    obs_dim = cfg.window * len(cfg.features) + 4
+    try:
+        agent = load_agent(arrays, obs_dim, nvec, tuple(meta["hidden"]))
+    except ValueError as exc:
+        raise SpecError(f"policy {policy_id[:12]}: {exc}") from exc
+    return agent, meta, (arrays["norm.mean"], arrays["norm.std"])
+
+
+def policy_backtests(lake: Lake, spec: ExperimentSpec, bars: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(symbol, sim.Result) of the stored policy run greedily over each symbol's whole bars."""
+    from sim import Market, run
+    from sim.policy import rollout
+
+    policy_id = spec.inputs["policy"][0]
+    agent, meta, norm = load_policy(lake, policy_id)
+    execution = dict(meta.get("execution", {}))
+    execution.update(spec.doc.get("execution", {}))
+    cfg = env_config(meta["env"], meta.get("reward", {}), execution)
+    out = []
+    for symbol, b in bars.items():
+        market = Market(b, cfg, norm=norm)
+        start = cfg.window - 1  # the first bar with a full observation window; no orders before it
+        targets, sl, tp, _ = rollout(agent, market, start, len(b) - 1)
+        n = len(b)
+        full = [np.full(n, np.nan) for _ in range(3)]
+        for arr, part in zip(full, (targets, sl, tp), strict=True):
+            arr[start:] = part
+        try:
+            out.append((symbol, run(b, full[0], cfg.execution, mode="target", stop_loss=full[1], take_profit=full[2])))
+        except ValueError as exc:
+            raise SimError(f"policy backtest on {symbol}: {exc}") from exc
+    return out
+
+
+def meta_json(meta: dict[str, Any]) -> str:
+    return json.dumps(meta, sort_keys=True)

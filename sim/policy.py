@@ -1,0 +1,109 @@
+"""Policies as plain tensors: export a trained agent to rows (name, dtype, shape, bytes) and rebuild it
+from them with ``torch.frombuffer``. Nothing stored is ever unpickled or executed, so a policy from someone
+else's lake is data, not code. Also: the greedy rollout that backtests a policy on any stretch of bars.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .engine import Bars, Execution, Result, run
+from .env import EnvConfig, Market, TradingEnv
+from .ppo import Agent
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
+
+
+def to_rows(agent: Agent, extra: dict[str, np.ndarray] | None = None) -> dict[str, list[Any]]:
+    """Columns name, dtype, shape, data (C-order little-endian bytes) of every parameter and ``extra`` array."""
+    rows: dict[str, list[Any]] = {"name": [], "dtype": [], "shape": [], "data": []}
+    items = [(f"param.{k}", v.detach().cpu().numpy()) for k, v in agent.state_dict().items()]
+    items += [(k, np.asarray(v)) for k, v in sorted((extra or {}).items())]
+    for name, arr in items:
+        arr = np.ascontiguousarray(arr)
+        if arr.dtype.name not in DTYPES:
+            raise ValueError(f"tensor {name}: dtype {arr.dtype} is not stored")
+        rows["name"].append(name)
+        rows["dtype"].append(arr.dtype.name)
+        rows["shape"].append(list(arr.shape))
+        rows["data"].append(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+    return rows
+
+
+def from_rows(rows: dict[str, list[Any]]) -> dict[str, np.ndarray]:
+    """Arrays by name, checked against their declared dtype and shape."""
+    out = {}
+    for name, dtype, shape, data in zip(rows["name"], rows["dtype"], rows["shape"], rows["data"], strict=True):
+        if dtype not in DTYPES:
+            raise ValueError(f"tensor {name}: unsupported dtype {dtype!r}")
+        arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
+        if arr.size != int(np.prod(shape)):
+            raise ValueError(f"tensor {name}: {arr.size} values do not fill shape {shape}")
+        out[name] = arr.reshape(shape).astype(dtype)
+    return out
+
+
+def load_agent(arrays: dict[str, np.ndarray], obs_dim: int, nvec: tuple[int, ...], hidden: tuple[int, ...]) -> Agent:
+    """Rebuild the network and copy the stored parameters in (shapes must match exactly)."""
+    agent = Agent(obs_dim, nvec, hidden)
+    state = agent.state_dict()
+    loaded = {}
+    for key, ref in state.items():
+        arr = arrays.get(f"param.{key}")
+        if arr is None or tuple(arr.shape) != tuple(ref.shape):
+            raise ValueError(f"policy tensor param.{key} is missing or has the wrong shape")
+        loaded[key] = torch.from_numpy(np.array(arr, dtype=np.float32))
+    agent.load_state_dict(loaded)
+    agent.eval()
+    return agent
+
+
+def rollout(agent: Agent, market: Market, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Greedy actions from bar ``start`` to ``end``: per-bar targets, stop-losses, take-profits (NaN: no
+    order) over bars ``start..end``, and the final equity the environment reported."""
+    env = TradingEnv(None, market=market, split="validation")
+    n = end - start + 1
+    targets = np.full(n, np.nan)
+    sl = np.full(n, np.nan)
+    tp = np.full(n, np.nan)
+    obs, info = env.reset(options={"start": start})
+    env._es[0, 2] = end  # ES_END: this rollout's own range
+    equity = info["equity"]
+    k = 0
+    with torch.no_grad():
+        while True:
+            action = agent.greedy(torch.as_tensor(obs).unsqueeze(0))[0].numpy()
+            if market.config.action_space == "discrete":
+                n_s, n_p = market.nvec[1], market.nvec[2]
+                action = np.array(action[0] if action.ndim else action)
+                action = int(action)
+                act: Any = action
+            else:
+                act = action
+            obs, _, term, trunc, info = env.step(act)
+            if info["target"] is not None:
+                targets[k] = info["target"]
+                sl[k] = np.nan if info["stop_loss"] is None else info["stop_loss"]
+                tp[k] = np.nan if info["take_profit"] is None else info["take_profit"]
+            equity = info["equity"]
+            k += 1
+            if term or trunc or k >= n - 1:
+                break
+    return targets, sl, tp, equity
+
+
+def backtest(agent: Agent, market: Market, start: int, end: int) -> Result:
+    """The policy's greedy orders over bars ``start..end``, run through the simulator (target mode)."""
+    targets, sl, tp, _ = rollout(agent, market, start, end)
+    b = market.bars
+    part = Bars(b.ts[start : end + 1], b.open[start : end + 1], b.high[start : end + 1], b.low[start : end + 1],
+                b.close[start : end + 1], b.volume[start : end + 1])
+    ex: Execution = market.config.execution
+    return run(part, targets, ex, mode="target", stop_loss=sl, take_profit=tp)
+
+
+def config_from_dict(d: dict[str, Any]) -> EnvConfig:
+    return EnvConfig.from_kwargs(**d)
