@@ -1,12 +1,12 @@
 """Errors of the artifact store, under the root class from :mod:`schemas.errors`::
 
-    LakeError (exit 2)
-    ├── NotFound            no artifact, name or version matches a reference
-    ├── AmbiguousRef        an id prefix matches several artifacts
-    ├── InvalidInput        unreadable file, malformed --meta, bad name, unsupported column type
-    ├── CorruptArtifact     a stored object is missing or its bytes changed
-    └── CheckFailed (exit 1)
-        └── VerifyFailed    verify found problems
+LakeError (exit 2)
+├── NotFound            no artifact, name or version matches a reference
+├── AmbiguousRef        an id prefix matches several artifacts
+├── InvalidInput        unreadable file, malformed --meta, bad name, unsupported column type
+├── CorruptArtifact     a stored object is missing or its bytes changed
+└── CheckFailed (exit 1)
+    └── VerifyFailed    verify found problems
 """
 
 from __future__ import annotations

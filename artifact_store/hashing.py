@@ -132,9 +132,7 @@ def column_digest(column: pa.ChunkedArray) -> str:
 
 def content_id(table: pa.Table, type_name: str, schema_version: int) -> str:
     """The artifact id of a conformed table (see the module docstring)."""
-    columns = [
-        [field.name, str(field.type), column_digest(table.column(i))] for i, field in enumerate(table.schema)
-    ]
+    columns = [[field.name, str(field.type), column_digest(table.column(i))] for i, field in enumerate(table.schema)]
     header = {
         "format": FORMAT,
         "type": type_name,

@@ -58,9 +58,7 @@ def _crashpoint(where: str) -> None:
 
 def check_name(name: str) -> None:
     if not _NAME.match(name) or ".." in name or name.endswith("/"):
-        raise InvalidInput(
-            f"invalid name {name!r}: use letters, digits and . _ / : = + - (no spaces, no '@', no '..')"
-        )
+        raise InvalidInput(f"invalid name {name!r}: use letters, digits and . _ / : = + - (no spaces, no '@', no '..')")
 
 
 def _check_meta(meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -82,7 +82,9 @@ def verify(lake: Lake, ids: list[str] | None, *, content: bool = True) -> Verify
             continue
         got = file_hash(path)
         if got != row["file_hash"]:
-            problems.append(Problem("changed", row["id"], f"bytes of {path} hash to {got[:16]}..., not {row['file_hash'][:16]}..."))
+            problems.append(
+                Problem("changed", row["id"], f"bytes of {path} hash to {got[:16]}..., not {row['file_hash'][:16]}...")
+            )
             continue
         if content:
             try:
@@ -95,8 +97,13 @@ def verify(lake: Lake, ids: list[str] | None, *, content: bool = True) -> Verify
     if ids is None:
         with _locked(lake):
             orphans, stale = _orphans_and_stale(lake)
-        problems += [Problem("orphan", str(p), "object file with no manifest row (lake gc removes it)") for p in orphans]
-        problems += [Problem("stale", str(p), "staging file of a publish that did not finish (lake gc removes it)") for p in stale]
+        problems += [
+            Problem("orphan", str(p), "object file with no manifest row (lake gc removes it)") for p in orphans
+        ]
+        problems += [
+            Problem("stale", str(p), "staging file of a publish that did not finish (lake gc removes it)")
+            for p in stale
+        ]
     return VerifyReport(len(rows), problems)
 
 

@@ -77,10 +77,7 @@ class Lineage:
         return {
             "root": self.root,
             "direction": self.direction,
-            "nodes": [
-                {"id": n.id, "type": n.type, "names": n.names, "depth": n.depth}
-                for n in self.nodes
-            ],
+            "nodes": [{"id": n.id, "type": n.type, "names": n.names, "depth": n.depth} for n in self.nodes],
             "edges": [{"parent": p, "child": c, "run": r} for p, c, r in self.edges],
         }
 

@@ -96,11 +96,13 @@ def synthetic_alerts(ohlcv: pa.Table, n: int = 40, *, seed: int = 11, source: st
     # alerts fire a few seconds after a bar closes, quoting that close
     when = ts[rows] + 60_000_000 + rng.integers(1, 30, len(rows)) * 1_000_000
     sides = rng.choice(["buy", "sell"], len(rows))
-    return pa.table({
-        "ts": pa.array(when, pa.timestamp("us", tz="UTC")),
-        "symbol": pa.array(symbols[rows], pa.string()),
-        "side": pa.array(sides, pa.string()),
-        "source": pa.array([source] * len(rows), pa.string()),
-        "price": pa.array(close[rows], pa.float64()),
-        "payload": pa.array([json.dumps({"n": int(i)}) for i in range(len(rows))], pa.string()),
-    })
+    return pa.table(
+        {
+            "ts": pa.array(when, pa.timestamp("us", tz="UTC")),
+            "symbol": pa.array(symbols[rows], pa.string()),
+            "side": pa.array(sides, pa.string()),
+            "source": pa.array([source] * len(rows), pa.string()),
+            "price": pa.array(close[rows], pa.float64()),
+            "payload": pa.array([json.dumps({"n": int(i)}) for i in range(len(rows))], pa.string()),
+        }
+    )

@@ -51,15 +51,31 @@ def main() -> None:
         total, run = min(runs, key=lambda r: r[0])
         kernel = run.timings["simulate"]
         overhead = total - kernel
-        rows = [(f"`experiments execute` overhead, {args.bars:,}-bar backtest (cold projection)",
-                 ms(overhead), f"{ms(kernel)} simulate (signals + kernel)", f"{overhead / kernel:.2f}x", "<= 0.5x")]
+        rows = [
+            (
+                f"`experiments execute` overhead, {args.bars:,}-bar backtest (cold projection)",
+                ms(overhead),
+                f"{ms(kernel)} simulate (signals + kernel)",
+                f"{overhead / kernel:.2f}x",
+                "<= 0.5x",
+            )
+        ]
         parts = ", ".join(f"{k} {ms(v)}" for k, v in sorted(run.timings.items()))
         rows.append(("  where the time goes", parts, "", "", ""))
         warm = best_of(lambda: execute(lake, exp.id, force=True), repeat=3)
-        rows.append(("`experiments execute`, projection reused", ms(warm), ms(kernel), f"{(warm - kernel) / kernel:.2f}x", "-"))
+        rows.append(
+            ("`experiments execute`, projection reused", ms(warm), ms(kernel), f"{(warm - kernel) / kernel:.2f}x", "-")
+        )
         repro = best_of(lambda: reproduce(lake, run.results["metrics"]), repeat=3)
-        rows.append(("`reproduce` of that run", ms(repro), f"{ms(warm)} execute (projection reused)",
-                     f"{repro / warm:.2f}x", "<= 1.1x"))
+        rows.append(
+            (
+                "`reproduce` of that run",
+                ms(repro),
+                f"{ms(warm)} execute (projection reused)",
+                f"{repro / warm:.2f}x",
+                "<= 1.1x",
+            )
+        )
         lake.close()
     print_table("bench_experiments.py", rows)
 

@@ -31,19 +31,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, FakeBinance(now_ms=end + 60_000) as fb:
         lake = Lake.open(Path(tmp) / "lake")
         t0 = time.perf_counter()
-        rep = backfill(lake, "binance", ["BTC/USDT"], "1m", T0, end, partition="month", api_url=fb.url,
-                       rate_limit_ms=1)
+        rep = backfill(lake, "binance", ["BTC/USDT"], "1m", T0, end, partition="month", api_url=fb.url, rate_limit_ms=1)
         total = time.perf_counter() - t0
         info = rep.symbols["BTC/USDT"]
         assert info["candles"] == args.candles, info["candles"]
         lake.close()
     rows = [
-        (f"backfill {args.candles:,} 1m candles, {info['pages']} pages, {len(info['partitions'])} month partitions",
-         ms(total), f"{args.candles / total:,.0f} candles/s", "-", "report"),
-        ("  inside ccxt (requests, parsing, rate limit; includes the local server)", ms(rep.ccxt_seconds), "-",
-         f"{rep.ccxt_seconds / total:.0%} of the total", "-"),
-        ("  our part (validation, hashing, publishing)", ms(rep.our_seconds), ms(rep.ccxt_seconds),
-         f"{rep.our_seconds / rep.ccxt_seconds:.2f}x of ccxt", "<= 0.5x"),
+        (
+            f"backfill {args.candles:,} 1m candles, {info['pages']} pages, {len(info['partitions'])} month partitions",
+            ms(total),
+            f"{args.candles / total:,.0f} candles/s",
+            "-",
+            "report",
+        ),
+        (
+            "  inside ccxt (requests, parsing, rate limit; includes the local server)",
+            ms(rep.ccxt_seconds),
+            "-",
+            f"{rep.ccxt_seconds / total:.0%} of the total",
+            "-",
+        ),
+        (
+            "  our part (validation, hashing, publishing)",
+            ms(rep.our_seconds),
+            ms(rep.ccxt_seconds),
+            f"{rep.our_seconds / rep.ccxt_seconds:.2f}x of ccxt",
+            "<= 0.5x",
+        ),
     ]
     print_table("bench_ingest.py", rows)
 

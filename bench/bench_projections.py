@@ -56,16 +56,30 @@ def main() -> None:
 
         base = best_of(plain, repeat=3)
         build = best_of(ours, repeat=3)
-        rows = [(f"build `ohlcv` projection, {args.parts} artifacts, {args.rows:,} rows (with gaps, verify)",
-                 ms(build), f"{ms(base)} plain CTAS ORDER BY", f"{build / base:.2f}x", "<= 1.15x")]
+        rows = [
+            (
+                f"build `ohlcv` projection, {args.parts} artifacts, {args.rows:,} rows (with gaps, verify)",
+                ms(build),
+                f"{ms(base)} plain CTAS ORDER BY",
+                f"{build / base:.2f}x",
+                "<= 1.15x",
+            )
+        ]
         hits = []
         for _ in range(50):
             t0 = time.perf_counter()
             p = lake.projection("ohlcv", {"ohlcv": ids})
             hits.append(time.perf_counter() - t0)
             assert p.reused
-        rows.append(("cache hit, same key (`lake.projection`, p50)", ms(percentile(hits, 50)),
-                     f"p95 {ms(percentile(hits, 95))}", "-", "<= 50 ms"))
+        rows.append(
+            (
+                "cache hit, same key (`lake.projection`, p50)",
+                ms(percentile(hits, 50)),
+                f"p95 {ms(percentile(hits, 95))}",
+                "-",
+                "<= 50 ms",
+            )
+        )
         lake.close()
         shutil.rmtree(Path(tmp) / "lake", ignore_errors=True)
     print_table("bench_projections.py", rows)

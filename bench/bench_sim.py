@@ -29,8 +29,14 @@ def make_bars(n: int, seed: int = 0) -> Bars:
     close = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
     open_ = np.concatenate([[100.0], close[:-1]])
     spread = np.abs(rng.normal(0, 5e-4, n)) * close
-    return Bars.from_arrays(np.arange(n, dtype=np.int64) * 60_000_000, open_, np.maximum(open_, close) + spread,
-                            np.minimum(open_, close) - spread, close, rng.lognormal(3, 0.5, n))
+    return Bars.from_arrays(
+        np.arange(n, dtype=np.int64) * 60_000_000,
+        open_,
+        np.maximum(open_, close) + spread,
+        np.minimum(open_, close) - spread,
+        close,
+        rng.lognormal(3, 0.5, n),
+    )
 
 
 @njit(cache=True)
@@ -88,13 +94,14 @@ def vectorbt_grid(bars: Bars, fasts: np.ndarray, slows: np.ndarray, chunk: int =
     close = pd.Series(bars.close)
     t0 = time.perf_counter()
     for a in range(0, len(fasts), chunk):
-        f, s = fasts[a:a + chunk], slows[a:a + chunk]
+        f, s = fasts[a : a + chunk], slows[a : a + chunk]
         fast = vbt.MA.run(close, window=list(f), short_name="fast")
         slow = vbt.MA.run(close, window=list(s), short_name="slow")
         entries = fast.ma_crossed_above(slow).shift(1, fill_value=False)
         exits = fast.ma_crossed_below(slow).shift(1, fill_value=False)
-        pf = vbt.Portfolio.from_signals(pd.Series(bars.open), entries.values, exits.values, fees=0.002,
-                                        init_cash=10_000, size_granularity=1)
+        pf = vbt.Portfolio.from_signals(
+            pd.Series(bars.open), entries.values, exits.values, fees=0.002, init_cash=10_000, size_granularity=1
+        )
         pf.final_value()
     return time.perf_counter() - t0
 
@@ -110,8 +117,13 @@ def first_call() -> tuple[float, float]:
         "run(b, sma_cross(b.close, 5, 20), Execution(fee_bps=20))\n"
         "t2 = time.perf_counter(); print(t1 - t0, t2 - t1)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     imp, call = (float(x) for x in out.stdout.split())
     return imp, call
 
@@ -140,11 +152,26 @@ def main() -> None:
     base = best_of(bare, repeat=5)
     res = run(bars, target, ex)
     assert math.isclose(res.metrics["final_equity"], bare(), rel_tol=1e-9), "the baseline must do the same accounting"
-    rows.append((f"backtest, {args.bars:,} bars, precomputed signals (`sim.run`)", ms(ours), f"{ms(base)} bare numba loop",
-                 f"{ours / base:.2f}x", "<= 1.5x"))
+    rows.append(
+        (
+            f"backtest, {args.bars:,} bars, precomputed signals (`sim.run`)",
+            ms(ours),
+            f"{ms(base)} bare numba loop",
+            f"{ours / base:.2f}x",
+            "<= 1.5x",
+        )
+    )
     if not args.no_vectorbt:
         vbt_t = min(vectorbt_single(bars, target) for _ in range(2))
-        rows.append(("  vs vectorbt `Portfolio.from_signals`", ms(ours), ms(vbt_t), f"{vbt_t / ours:.1f}x faster", ">= 20x faster"))
+        rows.append(
+            (
+                "  vs vectorbt `Portfolio.from_signals`",
+                ms(ours),
+                ms(vbt_t),
+                f"{vbt_t / ours:.1f}x faster",
+                ">= 20x faster",
+            )
+        )
 
     gb = make_bars(args.grid_bars, seed=1)
     rng = np.random.default_rng(2)
@@ -154,12 +181,26 @@ def main() -> None:
     bare_grid_nb(gb.open[:100], gb.close[:100], fasts[:2], slows[:2], 10_000.0, 0.002)
     g_ours = best_of(lambda: run_grid(gb, fasts, slows, ex), repeat=3)
     g_base = best_of(lambda: bare_grid_nb(gb.open, gb.close, fasts, slows, 10_000.0, 0.002), repeat=3)
-    rows.append((f"SMA grid, {args.combos:,} combos x {args.grid_bars:,} bars, signals included (`sim.run_grid`)",
-                 ms(g_ours), f"{ms(g_base)} bare numba grid", f"{g_ours / g_base:.2f}x", "<= 2x"))
+    rows.append(
+        (
+            f"SMA grid, {args.combos:,} combos x {args.grid_bars:,} bars, signals included (`sim.run_grid`)",
+            ms(g_ours),
+            f"{ms(g_base)} bare numba grid",
+            f"{g_ours / g_base:.2f}x",
+            "<= 2x",
+        )
+    )
     if not args.no_vectorbt:
         g_vbt = vectorbt_grid(gb, fasts, slows)
-        rows.append(("  vs vectorbt (MA.run + from_signals, 100 combos a call)", ms(g_ours), ms(g_vbt),
-                     f"{g_vbt / g_ours:.1f}x faster", ">= 20x faster"))
+        rows.append(
+            (
+                "  vs vectorbt (MA.run + from_signals, 100 combos a call)",
+                ms(g_ours),
+                ms(g_vbt),
+                f"{g_vbt / g_ours:.1f}x faster",
+                ">= 20x faster",
+            )
+        )
     imp, call = first_call()
     rows.append(("first call in a fresh process, warm numba cache: import sim", ms(imp), "-", "-", "report"))
     rows.append(("  then a 1,000-bar backtest (cache load + run)", ms(call), "-", "-", "report"))

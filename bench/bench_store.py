@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from artifact_store import Lake, file_hash  # noqa: E402
+from artifact_store import Lake  # noqa: E402
 from artifact_store import manifest as mf  # noqa: E402
 from bench._common import best_of, ms, percentile, print_table  # noqa: E402
 
@@ -35,15 +35,17 @@ def big_ohlcv(n: int) -> pa.Table:
     spread = np.abs(rng.normal(0, 1e-3, n)) * close
     open_ = np.concatenate([[100.0], close[:-1]])
     ts = (1_704_067_200 + np.tile(np.arange(per, dtype=np.int64), 4) * 60) * 1_000_000
-    return pa.table({
-        "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
-        "symbol": pa.array(np.repeat(["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"], per)),
-        "open": open_,
-        "high": np.maximum(open_, close) + spread,
-        "low": np.minimum(open_, close) - spread,
-        "close": close,
-        "volume": np.round(rng.lognormal(3, 0.6, n), 4),
-    })
+    return pa.table(
+        {
+            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
+            "symbol": pa.array(np.repeat(["BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT"], per)),
+            "open": open_,
+            "high": np.maximum(open_, close) + spread,
+            "low": np.minimum(open_, close) - spread,
+            "close": close,
+            "volume": np.round(rng.lognormal(3, 0.6, n), 4),
+        }
+    )
 
 
 def publish_benches(n: int, work: Path) -> list[tuple[str, str, str, str, str]]:
@@ -59,12 +61,18 @@ def publish_benches(n: int, work: Path) -> list[tuple[str, str, str, str, str]]:
 
     holder: dict[str, Lake] = {}
     ours = best_of(lambda: holder["l"].publish(table, "ohlcv"), setup=lambda: holder.__setitem__("l", fresh()))
-    rows.append((f"publish in-memory {n:,}-row OHLCV", ms(ours), f"{ms(base_write)} pq.write_table zstd",
-                 f"{ours / base_write:.2f}x", "<= 1.2x"))
+    rows.append(
+        (
+            f"publish in-memory {n:,}-row OHLCV",
+            ms(ours),
+            f"{ms(base_write)} pq.write_table zstd",
+            f"{ours / base_write:.2f}x",
+            "<= 1.2x",
+        )
+    )
 
     src = work / "src.parquet"
     pq.write_table(table, src, compression="zstd")
-    del table
 
     def read_and_hash() -> None:
         pq.read_table(src)
@@ -74,9 +82,18 @@ def publish_benches(n: int, work: Path) -> list[tuple[str, str, str, str, str]]:
     base_read = best_of(read_and_hash)
     first = best_of(lambda: holder["l"].publish(src, "ohlcv"), setup=lambda: holder.__setitem__("l", fresh()))
     again = best_of(lambda: holder["l"].publish(src, "ohlcv"), repeat=5)
-    rows.append((f"publish {n:,}-row zstd Parquet file", ms(first), f"{ms(base_read)} read_table + blake3 of bytes",
-                 f"{first / base_read:.2f}x", "<= 2x"))
-    rows.append(("re-publish the same bytes", ms(again), f"{ms(first)} first publish", f"{again / first:.3f}x", "<= 0.2x"))
+    rows.append(
+        (
+            f"publish {n:,}-row zstd Parquet file",
+            ms(first),
+            f"{ms(base_read)} read_table + blake3 of bytes",
+            f"{first / base_read:.2f}x",
+            "<= 2x",
+        )
+    )
+    rows.append(
+        ("re-publish the same bytes", ms(again), f"{ms(first)} first publish", f"{again / first:.3f}x", "<= 0.2x")
+    )
     return rows
 
 
@@ -89,12 +106,18 @@ def build_manifest(lake: Lake, count: int) -> list[str]:
         lake.db.executemany(
             "INSERT INTO artifacts (pk, id, type, schema_version, file_hash, rows, bytes, columns, meta, created)"
             " VALUES (?, ?, ?, 1, ?, 1, 1, '[]', ?, ?)",
-            ((i + 1, ids[i], types[i % 8], ids[i], f'{{"symbol":"S{i // 8 % 1000}","source":"src{i % 7}"}}', now)
-             for i in range(count)),
+            (
+                (i + 1, ids[i], types[i % 8], ids[i], f'{{"symbol":"S{i // 8 % 1000}","source":"src{i % 7}"}}', now)
+                for i in range(count)
+            ),
         )
         lake.db.executemany(
             "INSERT INTO meta (key, value, artifact) VALUES (?, ?, ?)",
-            ((k, v, i + 1) for i in range(count) for k, v in (("symbol", f"S{i // 8 % 1000}"), ("source", f"src{i % 7}"))),
+            (
+                (k, v, i + 1)
+                for i in range(count)
+                for k, v in (("symbol", f"S{i // 8 % 1000}"), ("source", f"src{i % 7}"))
+            ),
         )
     return ids
 
@@ -114,13 +137,20 @@ def manifest_benches(count: int, work: Path) -> list[tuple[str, str, str, str, s
         found = lake.find(type="ohlcv", meta={"symbol": sym}, limit=10)
         samples.append(time.perf_counter() - t0)
         assert found and all(a.type == "ohlcv" and a.meta["symbol"] == sym for a in found)
-    rows.append((f"find type+meta, {count:,} artifacts (p50)", ms(percentile(samples, 50)),
-                 f"p95 {ms(percentile(samples, 95))}", "-", "p50 <= 5 ms"))
+    rows.append(
+        (
+            f"find type+meta, {count:,} artifacts (p50)",
+            ms(percentile(samples, 50)),
+            f"p95 {ms(percentile(samples, 95))}",
+            "-",
+            "p50 <= 5 ms",
+        )
+    )
 
     # lineage: a chain of 50 edges, and a node with ~10,000 ancestors (100 layers of 100, 2 parents each)
     pk_of = {aid: i + 1 for i, aid in enumerate(ids)}
     chain = ids[:51]
-    layers = [ids[100 + k * 100: 200 + k * 100] for k in range(100)]
+    layers = [ids[100 + k * 100 : 200 + k * 100] for k in range(100)]
     sink = ids[20_000]
     with mf.immediate(lake.db):
         for child, parent in zip(chain, chain[1:], strict=False):
@@ -136,12 +166,30 @@ def manifest_benches(count: int, work: Path) -> list[tuple[str, str, str, str, s
     def p50(fn, n):
         return ms(percentile([best_of(fn, repeat=1) for _ in range(n)], 50))
 
-    rows.append(("upstream walk, depth 50 (`Lake.walk`, p50)", p50(lambda: lake.walk(chain[0]), 200), "-", "-", "<= 1 ms"))
-    rows.append(("upstream walk, 10,000 ancestors (`Lake.walk`, p50)", p50(lambda: lake.walk(sink), 20), "-", "-", "<= 20 ms"))
-    rows.append(("  full graph, depth 50 (`Lake.lineage`: names, types, edges)", p50(lambda: lake.lineage(chain[0]), 200),
-                 "-", "-", "-"))
-    rows.append(("  full graph, 10,000 ancestors, 19,900 edges (`Lake.lineage`)", p50(lambda: lake.lineage(sink), 20),
-                 "-", "-", "-"))
+    rows.append(
+        ("upstream walk, depth 50 (`Lake.walk`, p50)", p50(lambda: lake.walk(chain[0]), 200), "-", "-", "<= 1 ms")
+    )
+    rows.append(
+        ("upstream walk, 10,000 ancestors (`Lake.walk`, p50)", p50(lambda: lake.walk(sink), 20), "-", "-", "<= 20 ms")
+    )
+    rows.append(
+        (
+            "  full graph, depth 50 (`Lake.lineage`: names, types, edges)",
+            p50(lambda: lake.lineage(chain[0]), 200),
+            "-",
+            "-",
+            "-",
+        )
+    )
+    rows.append(
+        (
+            "  full graph, 10,000 ancestors, 19,900 edges (`Lake.lineage`)",
+            p50(lambda: lake.lineage(sink), 20),
+            "-",
+            "-",
+            "-",
+        )
+    )
     lake.close()
 
     def run_cli() -> None:
@@ -152,9 +200,15 @@ def manifest_benches(count: int, work: Path) -> list[tuple[str, str, str, str, s
 
     cli = [best_of(run_cli, repeat=1) for _ in range(10)]
     bare = [best_of(bare_python, repeat=1) for _ in range(10)]
-    rows.append((f"`lake find --limit 10`, whole command, {count:,} artifacts (median)", ms(percentile(cli, 50)),
-                 f"{ms(percentile(bare, 50))} bare `python -c pass`", f"{percentile(cli, 50) / percentile(bare, 50):.1f}x",
-                 "<= 0.3 s"))
+    rows.append(
+        (
+            f"`lake find --limit 10`, whole command, {count:,} artifacts (median)",
+            ms(percentile(cli, 50)),
+            f"{ms(percentile(bare, 50))} bare `python -c pass`",
+            f"{percentile(cli, 50) / percentile(bare, 50):.1f}x",
+            "<= 0.3 s",
+        )
+    )
     return rows
 
 

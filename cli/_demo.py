@@ -71,15 +71,24 @@ def run_demo(path: str | None, *, as_json: bool = False) -> None:
         say("1. publish seeded synthetic data: 3 symbols x 3 days of 1-minute bars, an alert feed, hourly bars")
         minute = synthetic_ohlcv(("BTC/USDT", "ETH/USDT", "SOL/USDT"), bars=3 * 1440, seed=7)
         raw = lk.publish(minute, "ohlcv", name="demo/ohlcv-1m", meta={"source": "synthetic", "timeframe": "1m"})
-        alerts = lk.publish(synthetic_alerts(minute, 60, seed=11), "alerts", name="demo/alerts", meta={"source": "synthetic"})
-        hourly = lk.publish(resample_ohlcv(minute, 3600), "ohlcv", name="demo/ohlcv-1h", inputs=[raw.id],
-                            meta={"source": "synthetic", "timeframe": "1h"})
+        alerts = lk.publish(
+            synthetic_alerts(minute, 60, seed=11), "alerts", name="demo/alerts", meta={"source": "synthetic"}
+        )
+        hourly = lk.publish(
+            resample_ohlcv(minute, 3600),
+            "ohlcv",
+            name="demo/ohlcv-1h",
+            inputs=[raw.id],
+            meta={"source": "synthetic", "timeframe": "1h"},
+        )
         if not as_json:
             artifacts_table(lk.find(meta={"source": "synthetic"}))
 
         say("2. build the ohlcv projection (DuckDB) and look at it")
         proj = lk.projection("ohlcv", {"ohlcv": [raw.id]})
-        counts = proj.arrow("SELECT symbol, count(*) AS bars, min(close) AS low, max(close) AS high FROM ohlcv GROUP BY ALL ORDER BY 1")
+        counts = proj.arrow(
+            "SELECT symbol, count(*) AS bars, min(close) AS low, max(close) AS high FROM ohlcv GROUP BY ALL ORDER BY 1"
+        )
         if not as_json:
             from cli._render import arrow_table
 
@@ -118,16 +127,20 @@ def run_demo(path: str | None, *, as_json: bool = False) -> None:
         if not as_json:
             reproduce_report(report)
         if as_json:
-            emit_json({
-                "lake": str(lk.root),
-                "published": [raw.to_dict(), alerts.to_dict(), hourly.to_dict()],
-                "projection": proj.key,
-                "experiments": {"sma": {"id": sma.id, "run": sma_run.id, "results": sma_run.results},
-                                "alerts": {"id": rep.id, "run": rep_run.id, "results": rep_run.results}},
-                "lineage": lin.to_dict(),
-                "plot": str(png),
-                "reproduce": report.to_dict(),
-            })
+            emit_json(
+                {
+                    "lake": str(lk.root),
+                    "published": [raw.to_dict(), alerts.to_dict(), hourly.to_dict()],
+                    "projection": proj.key,
+                    "experiments": {
+                        "sma": {"id": sma.id, "run": sma_run.id, "results": sma_run.results},
+                        "alerts": {"id": rep.id, "run": rep_run.id, "results": rep_run.results},
+                    },
+                    "lineage": lin.to_dict(),
+                    "plot": str(png),
+                    "reproduce": report.to_dict(),
+                }
+            )
             return
         say("done")
     click.echo(f"The demo lake is at {root} (specs in {specs}). Try next:")
@@ -137,7 +150,7 @@ def run_demo(path: str | None, *, as_json: bool = False) -> None:
         f"experiments --lake {root} compare demo-sma demo-alerts",
         f"lake --lake {root} lineage {metrics_id[:12]} --format mermaid",
         f"lake --lake {root} reproduce {metrics_id[:12]}",
-        f"lake --lake {root} query --spec ohlcv --input ohlcv=demo/ohlcv-1m \"SELECT * FROM gaps\"",
+        f'lake --lake {root} query --spec ohlcv --input ohlcv=demo/ohlcv-1m "SELECT * FROM gaps"',
         f"lake --lake {root} verify",
     ):
         click.echo(f"  {cmd}")

@@ -39,7 +39,14 @@ def artifacts_table(arts: list[Artifact], title: str | None = None) -> None:
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
-    for col, just in (("id", "left"), ("type", "left"), ("rows", "right"), ("size", "right"), ("names", "left"), ("created (UTC)", "left")):
+    for col, just in (
+        ("id", "left"),
+        ("type", "left"),
+        ("rows", "right"),
+        ("size", "right"),
+        ("names", "left"),
+        ("created (UTC)", "left"),
+    ):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for a in arts:
         table.add_row(a.id[:SHORT], a.type, f"{a.rows:,}", human_bytes(a.bytes), ", ".join(a.names), a.created[:19])
@@ -172,8 +179,14 @@ class _Progress:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=console(stderr=True), transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console(stderr=True),
+            transient=True,
+        )
         self.bar.__enter__()
         self.task = self.bar.add_task("running", total=None)
 
@@ -233,8 +246,15 @@ def experiments_table(items: list[Any]) -> None:
     for col in ("id", "name", "kind", "strategy", "latest run", "status", "created (UTC)"):
         table.add_column(col)
     for exp, run in items:
-        table.add_row(exp.id[:SHORT], exp.name, exp.kind, str(exp.spec.doc.get("strategy", {}).get("name", "")),
-                      run.id[:SHORT] if run else "-", run.status if run else "-", exp.created[:19])
+        table.add_row(
+            exp.id[:SHORT],
+            exp.name,
+            exp.kind,
+            str(exp.spec.doc.get("strategy", {}).get("name", "")),
+            run.id[:SHORT] if run else "-",
+            run.status if run else "-",
+            exp.created[:19],
+        )
     console().print(table)
 
 
@@ -249,7 +269,9 @@ def show_experiment(lake: Any, exp: Any, runs: list[Any]) -> None:
         table.add_column(col)
     for r in runs:
         git = f"{(r.git_commit or '-')[:10]}{' dirty' if r.git_dirty else ''}"
-        table.add_row(r.id[:SHORT], r.status, (r.started or "")[:19], f"{r.duration or 0:.2f}", r.code_version, git, r.error or "")
+        table.add_row(
+            r.id[:SHORT], r.status, (r.started or "")[:19], f"{r.duration or 0:.2f}", r.code_version, git, r.error or ""
+        )
     c.print(table)
     latest = next((r for r in runs if r.status == "succeeded"), None)
     if latest is None:
@@ -271,12 +293,19 @@ def reproduce_report(report: Any) -> None:
     for a in report.artifacts:
         table.add_row(a.role, a.recorded[:SHORT], a.reproduced[:SHORT], "yes" if a.identical else "NO")
     c.print(table)
-    code = report.recorded_code if report.recorded_code == report.current_code else f"{report.recorded_code} -> {report.current_code}"
+    code = (
+        report.recorded_code
+        if report.recorded_code == report.current_code
+        else f"{report.recorded_code} -> {report.current_code}"
+    )
     c.print(f"code version: {code}")
     for a in report.artifacts:
         if not a.identical:
             c.print(f"{a.role}: columns differ: {', '.join(a.columns) or '(none: types or row count)'}; {a.detail}")
-    c.print("identical: every result id matches" if report.identical else "DIFFERENT", style="bold" if report.identical else "bold red")
+    c.print(
+        "identical: every result id matches" if report.identical else "DIFFERENT",
+        style="bold" if report.identical else "bold red",
+    )
 
 
 class _BackfillProgress:
@@ -292,9 +321,13 @@ class _BackfillProgress:
             return None
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                            TextColumn("{task.fields[candles]:,} candles, {task.fields[pages]} pages, {task.fields[rate]:,.0f}/s"),
-                            TimeRemainingColumn(), console=console(stderr=True))
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[candles]:,} candles, {task.fields[pages]} pages, {task.fields[rate]:,.0f}/s"),
+            TimeRemainingColumn(),
+            console=console(stderr=True),
+        )
         self.bar.__enter__()
         import time
 
@@ -306,7 +339,9 @@ class _BackfillProgress:
                 self.tasks[sym] = self.bar.add_task(sym, total=info["total_ms"], candles=0, pages=0, rate=0.0)
                 started[sym] = time.perf_counter()
             rate = info["candles"] / max(time.perf_counter() - started[sym], 1e-9)
-            self.bar.update(self.tasks[sym], completed=info["done_ms"], candles=info["candles"], pages=info["pages"], rate=rate)
+            self.bar.update(
+                self.tasks[sym], completed=info["done_ms"], candles=info["candles"], pages=info["pages"], rate=rate
+            )
 
         return update
 

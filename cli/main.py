@@ -69,7 +69,10 @@ def parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
 
 @click.group(cls=LakeGroup)
 @click.option(
-    "--lake", "lake_path", type=click.Path(file_okay=False), default=None,
+    "--lake",
+    "lake_path",
+    type=click.Path(file_okay=False),
+    default=None,
     help="Lake folder (default: $LAKE_HOME, else ./lake).",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
@@ -105,7 +108,13 @@ def init_cmd(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def publish_cmd(
-    ctx: click.Context, file: str, type_: str, name: str | None, inputs: tuple[str, ...], meta: tuple[str, ...], as_json: bool
+    ctx: click.Context,
+    file: str,
+    type_: str,
+    name: str | None,
+    inputs: tuple[str, ...],
+    meta: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Validate a Parquet FILE against its type and store it; prints the artifact id."""
     from cli._render import emit_json
@@ -133,7 +142,9 @@ def show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
     art = lk.get(ref)
     parents, children, runs = lk.parents(art.id), lk.children(art.id), lk.runs_of(art.id)
     if as_json:
-        emit_json(art.to_dict() | {"parents": [p.id for p in parents], "children": [c.id for c in children], "runs": runs})
+        emit_json(
+            art.to_dict() | {"parents": [p.id for p in parents], "children": [c.id for c in children], "runs": runs}
+        )
     else:
         show_artifact(art, parents, children, runs)
 
@@ -182,7 +193,13 @@ def get_cmd(ctx: click.Context, ref: str, out: str, fmt: str, as_json: bool) -> 
 @json_option
 @click.pass_context
 def find_cmd(
-    ctx: click.Context, type_: str | None, name: str | None, meta: tuple[str, ...], since: str | None, limit: int, as_json: bool
+    ctx: click.Context,
+    type_: str | None,
+    name: str | None,
+    meta: tuple[str, ...],
+    since: str | None,
+    limit: int,
+    as_json: bool,
 ) -> None:
     """Artifacts matching every filter, newest first."""
     from cli._render import artifacts_table, emit_json
@@ -200,7 +217,9 @@ def find_cmd(
 @click.option("--down", "direction", flag_value="down", help="Descendants: what was made from it.")
 @click.option("--both", "direction", flag_value="both", help="Ancestors and descendants.")
 @click.option("--depth", default=None, type=click.IntRange(min=0), help="At most this many edges away.")
-@click.option("--format", "fmt", type=click.Choice(["tree", "json", "dot", "mermaid"]), default="tree", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["tree", "json", "dot", "mermaid"]), default="tree", show_default=True
+)
 @json_option
 @click.pass_context
 def lineage_cmd(ctx: click.Context, ref: str, direction: str, depth: int | None, fmt: str, as_json: bool) -> None:
@@ -236,7 +255,9 @@ def verify_cmd(ctx: click.Context, refs: tuple[str, ...], quick: bool, as_json: 
         c = console()
         for p in report.problems:
             c.print(f"{p.kind:8} {p.subject}: {p.detail}", style="red")
-        c.print(f"checked {report.checked} artifact(s): " + ("ok" if report.ok else f"{len(report.problems)} problem(s)"))
+        c.print(
+            f"checked {report.checked} artifact(s): " + ("ok" if report.ok else f"{len(report.problems)} problem(s)")
+        )
     if not report.ok:
         raise VerifyFailed(f"verify found {len(report.problems)} problem(s)")
 
@@ -278,7 +299,9 @@ def projection_group() -> None:
 @click.option("--param", "params", multiple=True, help="K=V parameter of the spec; repeatable.")
 @json_option
 @click.pass_context
-def projection_build_cmd(ctx: click.Context, spec: str, inputs: tuple[str, ...], params: tuple[str, ...], as_json: bool) -> None:
+def projection_build_cmd(
+    ctx: click.Context, spec: str, inputs: tuple[str, ...], params: tuple[str, ...], as_json: bool
+) -> None:
     """Build the projection of SPEC over the inputs (or reuse it); prints its key."""
     from cli._render import emit_json
 
@@ -345,7 +368,9 @@ def projection_drop_cmd(ctx: click.Context, key: str | None, drop_all: bool, as_
 @click.option("--spec", default=None, help="Build (or reuse) this spec's projection and query it.")
 @click.option("--input", "inputs", multiple=True, help="ROLE=REF for --spec; repeatable.")
 @click.option("--param", "params", multiple=True, help="K=V for --spec; repeatable.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table", show_default=True
+)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the result to this file.")
 @click.option("--publish", is_flag=True, help="Publish the result as an artifact with lineage from the inputs.")
 @click.option("--type", "type_", default="table", show_default=True, help="Artifact type for --publish.")
@@ -353,8 +378,18 @@ def projection_drop_cmd(ctx: click.Context, key: str | None, drop_all: bool, as_
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.pass_context
 def query_cmd(
-    ctx: click.Context, sql: str, key: str | None, spec: str | None, inputs: tuple[str, ...], params: tuple[str, ...],
-    fmt: str, out: str | None, publish: bool, type_: str, name: str | None, as_json: bool,
+    ctx: click.Context,
+    sql: str,
+    key: str | None,
+    spec: str | None,
+    inputs: tuple[str, ...],
+    params: tuple[str, ...],
+    fmt: str,
+    out: str | None,
+    publish: bool,
+    type_: str,
+    name: str | None,
+    as_json: bool,
 ) -> None:
     """Run read-only SQL against a projection; render it, write it, or publish it as an artifact."""
     from artifact_store.errors import InvalidInput
@@ -363,7 +398,11 @@ def query_cmd(
     lk = open_lake(ctx)
     if (key is None) == (spec is None):
         raise InvalidInput("give --projection KEY or --spec SPEC (with --input ROLE=REF)")
-    proj = lk.projections.get(key) if key else lk.projection(spec or "", parse_inputs(inputs), parse_pairs(params, "--param"))
+    proj = (
+        lk.projections.get(key)
+        if key
+        else lk.projection(spec or "", parse_inputs(inputs), parse_pairs(params, "--param"))
+    )
     result = proj.arrow(sql)
     if publish:
         parents = sorted({i for ids in proj.inputs.values() for i in ids})
@@ -416,15 +455,31 @@ def ingest_group() -> None:
 @click.option("--since", required=True, help="Start (ISO time, UTC unless it says otherwise).")
 @click.option("--until", default=None, help="End (ISO time); default: now.")
 @click.option("--partition", type=click.Choice(["day", "month"]), default="day", show_default=True)
-@click.option("--api-url", default=None, help="Replace the exchange's REST base URL (testnets, proxies, local servers).")
+@click.option(
+    "--api-url", default=None, help="Replace the exchange's REST base URL (testnets, proxies, local servers)."
+)
 @click.option("--restart", is_flag=True, help="Ignore the checkpoint and fetch the whole range again.")
-@click.option("--retries", default=6, show_default=True, type=click.IntRange(min=0), help="Retries of a failing request.")
-@click.option("--rate-limit-ms", default=None, type=click.IntRange(min=0), help="Override ccxt's delay between requests.")
+@click.option(
+    "--retries", default=6, show_default=True, type=click.IntRange(min=0), help="Retries of a failing request."
+)
+@click.option(
+    "--rate-limit-ms", default=None, type=click.IntRange(min=0), help="Override ccxt's delay between requests."
+)
 @json_option
 @click.pass_context
 def ingest_ccxt_cmd(
-    ctx: click.Context, exchange: str, symbols: tuple[str, ...], timeframe: str, since: str, until: str | None,
-    partition: str, api_url: str | None, restart: bool, retries: int, rate_limit_ms: int | None, as_json: bool,
+    ctx: click.Context,
+    exchange: str,
+    symbols: tuple[str, ...],
+    timeframe: str,
+    since: str,
+    until: str | None,
+    partition: str,
+    api_url: str | None,
+    restart: bool,
+    retries: int,
+    rate_limit_ms: int | None,
+    as_json: bool,
 ) -> None:
     """Backfill OHLCV candles through ccxt into day or month partitions; resumable."""
     from artifact_store.ingest import backfill
@@ -432,17 +487,34 @@ def ingest_ccxt_cmd(
 
     lk = open_lake(ctx, create=True)
     with backfill_progress(enabled=not as_json) as progress:
-        report = backfill(lk, exchange, list(symbols), timeframe, since, until, partition=partition, api_url=api_url,
-                          restart=restart, retries=retries, rate_limit_ms=rate_limit_ms, progress=progress)
+        report = backfill(
+            lk,
+            exchange,
+            list(symbols),
+            timeframe,
+            since,
+            until,
+            partition=partition,
+            api_url=api_url,
+            restart=restart,
+            retries=retries,
+            rate_limit_ms=rate_limit_ms,
+            progress=progress,
+        )
     if as_json:
         emit_json(report.to_dict())
         return
     for symbol, info in report.symbols.items():
         parts = info["partitions"]
-        click.echo(f"{symbol}: {info['candles']:,} candles in {info['pages']} pages, {len(parts)} partition(s), "
-                   f"{info['gaps']} missing, {info['duplicates']} duplicates dropped, {info['quarantined']} quarantined")
+        click.echo(
+            f"{symbol}: {info['candles']:,} candles in {info['pages']} pages, {len(parts)} partition(s), "
+            f"{info['gaps']} missing, {info['duplicates']} duplicates dropped, {info['quarantined']} quarantined"
+        )
         for part in parts:
-            click.echo(f"  {part['name']}  {part['id'][:12]}  {part['rows']:,} rows" + ("  (unchanged)" if part["deduplicated"] else ""))
+            click.echo(
+                f"  {part['name']}  {part['id'][:12]}  {part['rows']:,} rows"
+                + ("  (unchanged)" if part["deduplicated"] else "")
+            )
 
 
 @ingest_group.command("file")
@@ -456,15 +528,30 @@ def ingest_ccxt_cmd(
 @json_option
 @click.pass_context
 def ingest_file_cmd(
-    ctx: click.Context, path: str, type_: str, maps: tuple[str, ...], tz: str | None, ts_unit: str | None,
-    symbol: str | None, name: str | None, as_json: bool,
+    ctx: click.Context,
+    path: str,
+    type_: str,
+    maps: tuple[str, ...],
+    tz: str | None,
+    ts_unit: str | None,
+    symbol: str | None,
+    name: str | None,
+    as_json: bool,
 ) -> None:
     """Import a CSV or Parquet file: the raw file as a table artifact, the curated one with lineage from it."""
     from artifact_store.ingest import import_file
     from cli._render import emit_json
 
-    result = import_file(open_lake(ctx, create=True), path, type_, mapping=parse_pairs(maps, "--map"), tz=tz,
-                         ts_unit=ts_unit, symbol=symbol, name=name)
+    result = import_file(
+        open_lake(ctx, create=True),
+        path,
+        type_,
+        mapping=parse_pairs(maps, "--map"),
+        tz=tz,
+        ts_unit=ts_unit,
+        symbol=symbol,
+        name=name,
+    )
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -487,7 +574,9 @@ def ingest_alerts_cmd(ctx: click.Context, path: str, source: str | None, as_of: 
     if as_json:
         emit_json(result.to_dict())
         return
-    click.echo(f"{result.rows} rows: {result.valid} alerts in {len(result.alerts)} day(s), {result.quarantined} quarantined")
+    click.echo(
+        f"{result.rows} rows: {result.valid} alerts in {len(result.alerts)} day(s), {result.quarantined} quarantined"
+    )
     for reason, n in result.reasons.items():
         click.echo(f"  quarantined {n}: {reason}")
     for a in result.alerts:
@@ -502,8 +591,15 @@ def ingest_alerts_cmd(ctx: click.Context, path: str, source: str | None, as_of: 
 @click.option("--name", default=None, help="Name of the coverage artifact.")
 @json_option
 @click.pass_context
-def coverage_cmd(ctx: click.Context, alerts: tuple[str, ...], ohlcv: tuple[str, ...], before: str, after: str,
-                 name: str | None, as_json: bool) -> None:
+def coverage_cmd(
+    ctx: click.Context,
+    alerts: tuple[str, ...],
+    ohlcv: tuple[str, ...],
+    before: str,
+    after: str,
+    name: str | None,
+    as_json: bool,
+) -> None:
     """Publish per-alert OHLCV coverage (full, partial, none, missing ranges) and print a summary."""
     from cli._render import emit_json
     from projections import coverage
@@ -526,7 +622,13 @@ def coverage_cmd(ctx: click.Context, alerts: tuple[str, ...], ohlcv: tuple[str, 
 
 
 @lake.command("demo")
-@click.option("--lake", "demo_lake", type=click.Path(file_okay=False), default=None, help="Folder for the demo lake (default: a new temporary folder).")
+@click.option(
+    "--lake",
+    "demo_lake",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the demo lake (default: a new temporary folder).",
+)
 @json_option
 @click.pass_context
 def demo_cmd(ctx: click.Context, demo_lake: str | None, as_json: bool) -> None:
@@ -537,7 +639,13 @@ def demo_cmd(ctx: click.Context, demo_lake: str | None, as_json: bool) -> None:
 
 
 @click.group(cls=LakeGroup)
-@click.option("--lake", "lake_path", type=click.Path(file_okay=False), default=None, help="Lake folder (default: $LAKE_HOME, else ./lake).")
+@click.option(
+    "--lake",
+    "lake_path",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Lake folder (default: $LAKE_HOME, else ./lake).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
 @click.version_option(package_name="artifact-lake")
 @click.pass_context
@@ -580,8 +688,17 @@ def exp_execute_cmd(ctx: click.Context, ref: str, force: bool, as_json: bool) ->
     with progress_bar(enabled=not as_json) as progress:
         run = execute(lk, ref, force=force, progress=progress)
     if as_json:
-        emit_json({"experiment": run.experiment, "run": run.id, "status": run.status, "reused": run.reused,
-                   "results": run.results, "duration": run.duration, "timings": run.timings})
+        emit_json(
+            {
+                "experiment": run.experiment,
+                "run": run.id,
+                "status": run.status,
+                "reused": run.reused,
+                "results": run.results,
+                "duration": run.duration,
+                "timings": run.timings,
+            }
+        )
     else:
         run_summary(lk, run)
 
@@ -674,7 +791,9 @@ def lake_reproduce_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
 @experiments.command("plot")
 @click.argument("ref")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
-@click.option("--max-lines", default=12, show_default=True, type=click.IntRange(min=1), help="At most this many curves.")
+@click.option(
+    "--max-lines", default=12, show_default=True, type=click.IntRange(min=1), help="At most this many curves."
+)
 @json_option
 @click.pass_context
 def exp_plot_cmd(ctx: click.Context, ref: str, out: str, max_lines: int, as_json: bool) -> None:

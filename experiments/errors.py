@@ -1,11 +1,11 @@
 """Errors of the experiments package, under the root class from :mod:`schemas.errors`::
 
-    LakeError (exit 2)
-    ├── SpecError            a spec key is unknown, mistyped, missing or does not resolve
-    ├── SimError             the simulator refused its inputs (re-raised ValueError/TypeError from sim)
-    ├── NotFoundExperiment   no experiment or run matches a reference
-    └── CheckFailed (exit 1)
-        └── NotReproduced    a rerun gave different result ids
+LakeError (exit 2)
+├── SpecError            a spec key is unknown, mistyped, missing or does not resolve
+├── SimError             the simulator refused its inputs (re-raised ValueError/TypeError from sim)
+├── NotFoundExperiment   no experiment or run matches a reference
+└── CheckFailed (exit 1)
+    └── NotReproduced    a rerun gave different result ids
 """
 
 from __future__ import annotations

@@ -30,10 +30,29 @@ if TYPE_CHECKING:
     from projections import Lake
 
 Progress = Callable[[int, int, str], None]
-RESULT_TYPES = {"trades": "trades", "equity": "equity", "metrics": "metrics", "alert_results": "table",
-                "policy": "tensors", "training_curve": "table"}
-METRIC_COLUMNS = ("final_equity", "total_return", "n_trades", "max_drawdown", "sharpe", "sortino", "cagr",
-                  "win_rate", "profit_factor", "exposure", "turnover", "fees", "max_drawdown_days")
+RESULT_TYPES = {
+    "trades": "trades",
+    "equity": "equity",
+    "metrics": "metrics",
+    "alert_results": "table",
+    "policy": "tensors",
+    "training_curve": "table",
+}
+METRIC_COLUMNS = (
+    "final_equity",
+    "total_return",
+    "n_trades",
+    "max_drawdown",
+    "sharpe",
+    "sortino",
+    "cagr",
+    "win_rate",
+    "profit_factor",
+    "exposure",
+    "turnover",
+    "fees",
+    "max_drawdown_days",
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +76,9 @@ def _bars_by_symbol(lake: Lake, ohlcv_ids: list[str], only: list[str]) -> dict[s
     symbols = proj.arrow("SELECT DISTINCT symbol FROM ohlcv ORDER BY symbol").column("symbol").to_pylist()
     missing = [s for s in only if s not in symbols]
     if missing:
-        raise SpecError(f"spec key 'strategy.symbols': {', '.join(missing)} not in the ohlcv inputs ({', '.join(symbols)})")
+        raise SpecError(
+            f"spec key 'strategy.symbols': {', '.join(missing)} not in the ohlcv inputs ({', '.join(symbols)})"
+        )
     out = {}
     for s in only or symbols:
         # the projection stores rows sorted by (symbol, ts) and scans keep that order; Bars refuses any
@@ -113,7 +134,10 @@ def _signal_run(spec: ExperimentSpec) -> Callable[[dict[str, Any], str, Any], An
 
 
 def _signal_backtests(
-    spec: ExperimentSpec, bars: dict[str, Any], progress: Progress | None, timings: dict[str, float],
+    spec: ExperimentSpec,
+    bars: dict[str, Any],
+    progress: Progress | None,
+    timings: dict[str, float],
     run_one: Callable[[dict[str, Any], str, Any], Any],
 ) -> dict[str, pa.Table]:
     import pyarrow as pa
@@ -139,8 +163,14 @@ def _signal_backtests(
                 trades.setdefault(key, []).append(col)
             for key, col in rows.items():
                 trades.setdefault(key, []).append(col)
-            for key, col in (("combo", np.full(len(b), c)), ("symbol", np.full(len(b), symbol, dtype=object)),
-                             ("ts", b.ts), ("equity", res.equity), ("cash", res.cash), ("position", res.position)):
+            for key, col in (
+                ("combo", np.full(len(b), c)),
+                ("symbol", np.full(len(b), symbol, dtype=object)),
+                ("ts", b.ts),
+                ("equity", res.equity),
+                ("cash", res.cash),
+                ("position", res.position),
+            ):
                 equity[key].append(col)
             m = {"combo": c, "symbol": symbol}
             m.update({k: float(res.metrics[k]) for k in METRIC_COLUMNS})
@@ -175,52 +205,76 @@ def _trades_table(cols: dict[str, list[Any]]) -> pa.Table:
     import pyarrow as pa
 
     if not cols:
-        cols = {"combo": [], "symbol": [], "side": [], "size": [], "entry_ts": [], "exit_ts": [], "entry_price": [],
-                "exit_price": [], "fees": [], "pnl": [], "exit_reason": [], "entry_idx": [], "exit_idx": [],
-                "return": [], "mae": [], "mfe": []}
+        cols = {
+            "combo": [],
+            "symbol": [],
+            "side": [],
+            "size": [],
+            "entry_ts": [],
+            "exit_ts": [],
+            "entry_price": [],
+            "exit_price": [],
+            "fees": [],
+            "pnl": [],
+            "exit_reason": [],
+            "entry_idx": [],
+            "exit_idx": [],
+            "return": [],
+            "mae": [],
+            "mfe": [],
+        }
     exit_price = _cat(cols["exit_price"], np.float64)
-    return pa.table({
-        "combo": pa.array(_cat(cols["combo"], np.int64), pa.int64()),
-        "symbol": pa.array(_cat(cols["symbol"], object), pa.string()),
-        "side": pa.array(_cat(cols["side"], np.int8), pa.int8()),
-        "size": pa.array(_cat(cols["size"], np.float64), pa.float64()),
-        "entry_ts": _ts(_cat(cols["entry_ts"], np.int64)),
-        "exit_ts": _ts(_cat(cols["exit_ts"], np.int64)),
-        "entry_price": pa.array(_cat(cols["entry_price"], np.float64), pa.float64()),
-        "exit_price": pa.array(exit_price, pa.float64(), mask=np.isnan(exit_price)),
-        "fees": pa.array(_cat(cols["fees"], np.float64), pa.float64()),
-        "pnl": pa.array(_cat(cols["pnl"], np.float64), pa.float64()),
-        "exit_reason": pa.array(_cat(cols["exit_reason"], object), pa.string()),
-        "entry_idx": pa.array(_cat(cols["entry_idx"], np.int64), pa.int64()),
-        "exit_idx": pa.array(_cat(cols["exit_idx"], np.int64), pa.int64()),
-        "return": pa.array(_cat(cols["return"], np.float64), pa.float64()),
-        "mae": pa.array(_cat(cols["mae"], np.float64), pa.float64()),
-        "mfe": pa.array(_cat(cols["mfe"], np.float64), pa.float64()),
-    })
+    return pa.table(
+        {
+            "combo": pa.array(_cat(cols["combo"], np.int64), pa.int64()),
+            "symbol": pa.array(_cat(cols["symbol"], object), pa.string()),
+            "side": pa.array(_cat(cols["side"], np.int8), pa.int8()),
+            "size": pa.array(_cat(cols["size"], np.float64), pa.float64()),
+            "entry_ts": _ts(_cat(cols["entry_ts"], np.int64)),
+            "exit_ts": _ts(_cat(cols["exit_ts"], np.int64)),
+            "entry_price": pa.array(_cat(cols["entry_price"], np.float64), pa.float64()),
+            "exit_price": pa.array(exit_price, pa.float64(), mask=np.isnan(exit_price)),
+            "fees": pa.array(_cat(cols["fees"], np.float64), pa.float64()),
+            "pnl": pa.array(_cat(cols["pnl"], np.float64), pa.float64()),
+            "exit_reason": pa.array(_cat(cols["exit_reason"], object), pa.string()),
+            "entry_idx": pa.array(_cat(cols["entry_idx"], np.int64), pa.int64()),
+            "exit_idx": pa.array(_cat(cols["exit_idx"], np.int64), pa.int64()),
+            "return": pa.array(_cat(cols["return"], np.float64), pa.float64()),
+            "mae": pa.array(_cat(cols["mae"], np.float64), pa.float64()),
+            "mfe": pa.array(_cat(cols["mfe"], np.float64), pa.float64()),
+        }
+    )
 
 
 def _equity_table(cols: dict[str, list[Any]]) -> pa.Table:
     import pyarrow as pa
 
-    return pa.table({
-        "combo": pa.array(_cat(cols["combo"], np.int64), pa.int64()),
-        "symbol": pa.array(_cat(cols["symbol"], object), pa.string()),
-        "ts": _ts(_cat(cols["ts"], np.int64)),
-        "equity": pa.array(_cat(cols["equity"], np.float64), pa.float64()),
-        "cash": pa.array(_cat(cols["cash"], np.float64), pa.float64()),
-        "position": pa.array(_cat(cols["position"], np.float64), pa.float64()),
-    })
+    return pa.table(
+        {
+            "combo": pa.array(_cat(cols["combo"], np.int64), pa.int64()),
+            "symbol": pa.array(_cat(cols["symbol"], object), pa.string()),
+            "ts": _ts(_cat(cols["ts"], np.int64)),
+            "equity": pa.array(_cat(cols["equity"], np.float64), pa.float64()),
+            "cash": pa.array(_cat(cols["cash"], np.float64), pa.float64()),
+            "position": pa.array(_cat(cols["position"], np.float64), pa.float64()),
+        }
+    )
 
 
-def _alert_replay(lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> dict[str, pa.Table]:
+def _alert_replay(
+    lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]
+) -> dict[str, pa.Table]:
     import pyarrow as pa
 
     import sim
 
     t0 = time.perf_counter()
     bars = _bars_by_symbol(lake, spec.inputs["ohlcv"], [])
-    alerts_proj = lake.projection("alerts_ohlcv", {"alerts": spec.inputs["alerts"], "ohlcv": spec.inputs["ohlcv"]},
-                                  {"before": "0s", "after": "0s"})
+    alerts_proj = lake.projection(
+        "alerts_ohlcv",
+        {"alerts": spec.inputs["alerts"], "ohlcv": spec.inputs["ohlcv"]},
+        {"before": "0s", "after": "0s"},
+    )
     alerts = alerts_proj.arrow("SELECT * FROM alerts ORDER BY alert")
     timings["load"] = time.perf_counter() - t0
     combos = spec.combos()
@@ -232,7 +286,8 @@ def _alert_replay(lake: Lake, spec: ExperimentSpec, progress: Progress | None, t
     for c, combo in enumerate(combos):
         if combo.get("require_coverage"):
             cov = lake.projection(
-                "alerts_ohlcv", {"alerts": spec.inputs["alerts"], "ohlcv": spec.inputs["ohlcv"]},
+                "alerts_ohlcv",
+                {"alerts": spec.inputs["alerts"], "ohlcv": spec.inputs["ohlcv"]},
                 {"before": "0s", "after": f"{max(int(combo.get('max_hold_bars', 0)), 1)}m"},
             ).arrow("SELECT alert, symbol, ts, coverage FROM coverage WHERE coverage <> 'full' ORDER BY alert LIMIT 3")
             if cov.num_rows:
@@ -244,36 +299,48 @@ def _alert_replay(lake: Lake, spec: ExperimentSpec, progress: Progress | None, t
         try:
             policy = sim.AlertPolicy.from_dict(policy_params(combo, spec.doc.get("execution", {})))
             t1 = time.perf_counter()
-            out = sim.alert_replay(bars, ts, alerts.column("symbol").to_pylist(), alerts.column("side").to_pylist(), policy)
+            out = sim.alert_replay(
+                bars, ts, alerts.column("symbol").to_pylist(), alerts.column("side").to_pylist(), policy
+            )
             sim_time += time.perf_counter() - t1
         except (ValueError, TypeError) as exc:
             raise SimError(f"combination {c}: {exc}") from exc
         rows = out["alerts"]
         n = len(rows["alert"])
-        per_alert.append(pa.table({
-            "combo": pa.array(np.full(n, c), pa.int64()),
-            "alert": pa.array(rows["alert"], pa.int64()),
-            "symbol": pa.array(rows["symbol"], pa.string()),
-            "side": pa.array(rows["side"], pa.int8()),
-            "status": pa.array(rows["status"], pa.string()),
-            "entry_ts": _ts(rows["entry_ts"]),
-            "entry_price": pa.array(rows["entry_price"], pa.float64()),
-            "exit_ts": _ts(rows["exit_ts"]),
-            "exit_price": pa.array(rows["exit_price"], pa.float64()),
-            "exit_reason": pa.array(rows["exit_reason"], pa.string()),
-            "return": pa.array(rows["return"], pa.float64()),
-            "net_return": pa.array(rows["net_return"], pa.float64()),
-            "mae": pa.array(rows["mae"], pa.float64()),
-            "mfe": pa.array(rows["mfe"], pa.float64()),
-            "bars_to_exit": pa.array(rows["bars_to_exit"], pa.int64()),
-            "seconds_to_exit": pa.array(rows["seconds_to_exit"], pa.float64()),
-            "units": pa.array(rows["units"], pa.float64()),
-            "fees": pa.array(rows["fees"], pa.float64()),
-            "pnl": pa.array(rows["pnl"], pa.float64()),
-        }))
+        per_alert.append(
+            pa.table(
+                {
+                    "combo": pa.array(np.full(n, c), pa.int64()),
+                    "alert": pa.array(rows["alert"], pa.int64()),
+                    "symbol": pa.array(rows["symbol"], pa.string()),
+                    "side": pa.array(rows["side"], pa.int8()),
+                    "status": pa.array(rows["status"], pa.string()),
+                    "entry_ts": _ts(rows["entry_ts"]),
+                    "entry_price": pa.array(rows["entry_price"], pa.float64()),
+                    "exit_ts": _ts(rows["exit_ts"]),
+                    "exit_price": pa.array(rows["exit_price"], pa.float64()),
+                    "exit_reason": pa.array(rows["exit_reason"], pa.string()),
+                    "return": pa.array(rows["return"], pa.float64()),
+                    "net_return": pa.array(rows["net_return"], pa.float64()),
+                    "mae": pa.array(rows["mae"], pa.float64()),
+                    "mfe": pa.array(rows["mfe"], pa.float64()),
+                    "bars_to_exit": pa.array(rows["bars_to_exit"], pa.int64()),
+                    "seconds_to_exit": pa.array(rows["seconds_to_exit"], pa.float64()),
+                    "units": pa.array(rows["units"], pa.float64()),
+                    "fees": pa.array(rows["fees"], pa.float64()),
+                    "pnl": pa.array(rows["pnl"], pa.float64()),
+                }
+            )
+        )
         k = len(out["timeline"])
-        for key, col in (("combo", np.full(k, c)), ("symbol", np.full(k, "*", dtype=object)), ("ts", out["timeline"]),
-                         ("equity", out["equity"]), ("cash", out["cash"]), ("position", out["open"].astype(np.float64))):
+        for key, col in (
+            ("combo", np.full(k, c)),
+            ("symbol", np.full(k, "*", dtype=object)),
+            ("ts", out["timeline"]),
+            ("equity", out["equity"]),
+            ("cash", out["cash"]),
+            ("position", out["open"].astype(np.float64)),
+        ):
             equity[key].append(col)
         m = {"combo": c, "symbol": "*"}
         m.update({k2: float(v) for k2, v in out["metrics"].items()})
@@ -301,7 +368,9 @@ def conform_results(lake: Lake, tables: dict[str, pa.Table]) -> dict[str, pa.Tab
         conformed = conform(table, schema, f"result {role!r}")
         bad = find_violations(conformed, schema)
         if bad:
-            raise SimError(f"the simulator produced an invalid {role!r} table: {first_error(conformed, bad, schema, role)}")
+            raise SimError(
+                f"the simulator produced an invalid {role!r} table: {first_error(conformed, bad, schema, role)}"
+            )
         out[role] = conformed
     return out
 
@@ -322,7 +391,10 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
     if not force:
         for run in tracker.runs_of(lake.db, exp.id):
             if run.status == "succeeded" and run.code_version == tracker.code_version():
-                present = all(lake.db.execute("SELECT 1 FROM artifacts WHERE id = ?", (i,)).fetchone() for i in run.results.values())
+                present = all(
+                    lake.db.execute("SELECT 1 FROM artifacts WHERE id = ?", (i,)).fetchone()
+                    for i in run.results.values()
+                )
                 if present:
                     return tracker.Run(**{**run.to_dict(), "reused": True})
     run = tracker.new_run(lake.db, exp.id, device=_device(exp.spec))
@@ -339,19 +411,31 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
                 from .train import policy_meta
 
                 meta.update(policy_meta(exp.spec))
-            rec = lake.publish(table, RESULT_TYPES[role], name=f"exp/{exp.spec.name}/{role}", inputs=inputs,
-                               meta=meta, run=run.id)
+            rec = lake.publish(
+                table, RESULT_TYPES[role], name=f"exp/{exp.spec.name}/{role}", inputs=inputs, meta=meta, run=run.id
+            )
             results[role] = rec.id
         computed.timings["publish"] = time.perf_counter() - t0
     except LakeError as exc:
         tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started, error=str(exc))
         raise
     except Exception as exc:
-        tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started,
-                           error=f"{type(exc).__name__}: {exc}")
+        tracker.finish_run(
+            lake.db,
+            run.id,
+            status="failed",
+            duration=time.perf_counter() - started,
+            error=f"{type(exc).__name__}: {exc}",
+        )
         raise
-    return tracker.finish_run(lake.db, run.id, status="succeeded", duration=time.perf_counter() - started,
-                              results=results, timings=computed.timings)
+    return tracker.finish_run(
+        lake.db,
+        run.id,
+        status="succeeded",
+        duration=time.perf_counter() - started,
+        results=results,
+        timings=computed.timings,
+    )
 
 
 def create(lake: Lake, raw: dict[str, Any], *, name: str | None = None) -> tuple[tracker.Experiment, bool]:

@@ -18,7 +18,9 @@ def latest_run(lake: Lake, ref: str) -> tuple[tracker.Experiment, tracker.Run]:
     exp = tracker.get_experiment(lake.db, ref)
     run = next((r for r in tracker.runs_of(lake.db, exp.id) if r.status == "succeeded"), None)
     if run is None:
-        raise NotFoundExperiment(f"experiment {exp.name!r} has no succeeded run (run: experiments execute {exp.id[:12]})")
+        raise NotFoundExperiment(
+            f"experiment {exp.name!r} has no succeeded run (run: experiments execute {exp.id[:12]})"
+        )
     return exp, run
 
 
@@ -31,10 +33,19 @@ def compare(lake: Lake, refs: list[str]) -> pa.Table:
         exp, run = latest_run(lake, ref)
         for m in lake.read(run.results["metrics"]).to_pylist():
             params = {k: m[k] for k in exp.spec.swept}
-            rows.append({"experiment": exp.name, "combo": m["combo"], "symbol": m["symbol"],
-                         "params": ", ".join(f"{k}={v}" for k, v in params.items()),
-                         "total_return": m["total_return"], "sharpe": m["sharpe"], "max_drawdown": m["max_drawdown"],
-                         "n_trades": m["n_trades"], "final_equity": m["final_equity"]})
+            rows.append(
+                {
+                    "experiment": exp.name,
+                    "combo": m["combo"],
+                    "symbol": m["symbol"],
+                    "params": ", ".join(f"{k}={v}" for k, v in params.items()),
+                    "total_return": m["total_return"],
+                    "sharpe": m["sharpe"],
+                    "max_drawdown": m["max_drawdown"],
+                    "n_trades": m["n_trades"],
+                    "final_equity": m["final_equity"],
+                }
+            )
     return pa.Table.from_pylist(rows)
 
 
@@ -50,7 +61,9 @@ def plot(lake: Lake, ref: str, out: str, *, max_lines: int = 12) -> tuple[Path, 
     exp, run = latest_run(lake, ref)
     eq = lake.read(run.results["equity"])
     metrics = {(m["combo"], m["symbol"]): m for m in lake.read(run.results["metrics"]).to_pylist()}
-    keys = sorted({(c, s) for c, s in zip(eq.column("combo").to_pylist(), eq.column("symbol").to_pylist(), strict=True)})
+    keys = sorted(
+        {(c, s) for c, s in zip(eq.column("combo").to_pylist(), eq.column("symbol").to_pylist(), strict=True)}
+    )
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     for ax in (top, bottom):
         ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(20)])  # distinct colours, 20 curves

@@ -39,8 +39,15 @@ class ArtifactDiff:
         return self.recorded == self.reproduced
 
     def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "recorded": self.recorded, "reproduced": self.reproduced,
-                "identical": self.identical, "columns": self.columns, "first_row": self.first_row, "detail": self.detail}
+        return {
+            "role": self.role,
+            "recorded": self.recorded,
+            "reproduced": self.reproduced,
+            "identical": self.identical,
+            "columns": self.columns,
+            "first_row": self.first_row,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,14 @@ class Report:
         return all(a.identical for a in self.artifacts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"identical": self.identical, "run": self.run, "experiment": self.experiment,
-                "code_version": {"recorded": self.recorded_code, "current": self.current_code},
-                "artifacts": [a.to_dict() for a in self.artifacts], "seconds": self.seconds}
+        return {
+            "identical": self.identical,
+            "run": self.run,
+            "experiment": self.experiment,
+            "code_version": {"recorded": self.recorded_code, "current": self.current_code},
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "seconds": self.seconds,
+        }
 
 
 def find_run(lake: Lake, ref: str) -> tracker.Run:
@@ -104,7 +116,9 @@ def _diff(lake: Lake, role: str, recorded: str, table: pa.Table) -> ArtifactDiff
     for name in old.column_names:
         if name not in table.column_names:
             cols.append(f"-{name}")
-        elif old.schema.field(name).type != table.schema.field(name).type or column_digest(old.column(name)) != column_digest(table.column(name)):
+        elif old.schema.field(name).type != table.schema.field(name).type or column_digest(
+            old.column(name)
+        ) != column_digest(table.column(name)):
             cols.append(name)
             row = _first_difference(old, table, name)
             if row is not None and (first is None or row < first):

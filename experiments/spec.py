@@ -30,17 +30,36 @@ TOP_KEYS = {"name", "kind", "seed", "inputs", "strategy", "execution", "sweep", 
 # strategy name -> (required input roles, {param: (type, default)}); type is a tuple of accepted Python types
 _NUM = (int, float)
 STRATEGIES: dict[str, tuple[tuple[str, ...], dict[str, tuple[tuple[type, ...], Any]]]] = {
-    "sma_cross": (("ohlcv",), {"fast": ((int,), 10), "slow": ((int,), 20), "direction": ((str,), "long"),
-                               "symbols": ((list,), [])}),
-    "rsi_threshold": (("ohlcv",), {"period": ((int,), 14), "lower": (_NUM, 30.0), "upper": (_NUM, 70.0),
-                                   "direction": ((str,), "long"), "symbols": ((list,), [])}),
+    "sma_cross": (
+        ("ohlcv",),
+        {"fast": ((int,), 10), "slow": ((int,), 20), "direction": ((str,), "long"), "symbols": ((list,), [])},
+    ),
+    "rsi_threshold": (
+        ("ohlcv",),
+        {
+            "period": ((int,), 14),
+            "lower": (_NUM, 30.0),
+            "upper": (_NUM, 70.0),
+            "direction": ((str,), "long"),
+            "symbols": ((list,), []),
+        },
+    ),
     "breakout": (("ohlcv",), {"n": ((int,), 20), "direction": ((str,), "long"), "symbols": ((list,), [])}),
-    "alert_replay": (("ohlcv", "alerts"), {
-        "take_profit": ((list,), []), "take_profit_sizes": ((list,), []), "stop_loss": (_NUM, None),
-        "trailing_stop": (_NUM, None), "max_hold_bars": ((int,), 0), "latency_bars": ((int,), 0),
-        "sizing": ((str,), "fraction"), "size": (_NUM, 0.1), "max_concurrent": ((int,), 10),
-        "require_coverage": ((bool,), False),
-    }),
+    "alert_replay": (
+        ("ohlcv", "alerts"),
+        {
+            "take_profit": ((list,), []),
+            "take_profit_sizes": ((list,), []),
+            "stop_loss": (_NUM, None),
+            "trailing_stop": (_NUM, None),
+            "max_hold_bars": ((int,), 0),
+            "latency_bars": ((int,), 0),
+            "sizing": ((str,), "fraction"),
+            "size": (_NUM, 0.1),
+            "max_concurrent": ((int,), 10),
+            "require_coverage": ((bool,), False),
+        },
+    ),
     "policy": (("ohlcv", "policy"), {"symbols": ((list,), [])}),  # a trained policy, greedily
 }
 ROLE_TYPES = {"ohlcv": "ohlcv", "alerts": "alerts", "policy": "tensors"}
@@ -151,7 +170,7 @@ def freeze(raw: Mapping[str, Any], lake: Lake, *, name: str | None = None) -> Ex
         return ExperimentSpec(freeze_train(raw, doc, lake, _freeze_inputs))
     for key in ("env", "reward", "trainer"):
         if key in raw:
-            raise _fail(key, "belongs to kind = \"train\" specs")
+            raise _fail(key, 'belongs to kind = "train" specs')
     strategy = dict(raw.get("strategy") or {})
     sname = strategy.pop("name", None)
     if sname not in STRATEGIES:
@@ -166,7 +185,7 @@ def freeze(raw: Mapping[str, Any], lake: Lake, *, name: str | None = None) -> Ex
     doc["strategy"] = {"name": sname, **strategy}
     execution = dict(raw.get("execution") or {})
     known_exec = {f.name for f in fields(Execution)}
-    for key, value in execution.items():
+    for key in execution:
         if key not in known_exec:
             raise _unknown("execution.", key, known_exec)
     try:

@@ -39,8 +39,9 @@ def signals(name: str, params: dict[str, Any], high: np.ndarray, low: np.ndarray
     if name == "sma_cross":
         return sim.sma_cross(close, params.get("fast", 10), params.get("slow", 20), direction)
     if name == "rsi_threshold":
-        return sim.rsi_threshold(close, params.get("period", 14), params.get("lower", 30.0),
-                                 params.get("upper", 70.0), direction)
+        return sim.rsi_threshold(
+            close, params.get("period", 14), params.get("lower", 30.0), params.get("upper", 70.0), direction
+        )
     if name == "breakout":
         return sim.breakout(high, low, close, params.get("n", 20), direction)
     raise SimError(f"strategy {name!r} produces no per-bar signals")

@@ -51,7 +51,19 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, started);
 """
 
-KEY_LIBRARIES = ("numpy", "numba", "pyarrow", "duckdb", "polars", "blake3", "gymnasium", "torch", "ccxt", "click", "rich")
+KEY_LIBRARIES = (
+    "numpy",
+    "numba",
+    "pyarrow",
+    "duckdb",
+    "polars",
+    "blake3",
+    "gymnasium",
+    "torch",
+    "ccxt",
+    "click",
+    "rich",
+)
 _PACKAGES = ("sim", "experiments", "projections", "schemas", "artifact_store")
 
 
@@ -88,8 +100,13 @@ def git_state() -> tuple[str | None, bool | None]:
         return None, None
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None, None
     if commit.returncode != 0:
@@ -163,11 +180,20 @@ def _experiment(row: sqlite3.Row) -> Experiment:
 
 def _run(row: sqlite3.Row) -> Run:
     return Run(
-        id=row["id"], experiment=row["experiment"], status=row["status"], started=row["started"],
-        finished=row["finished"], duration=row["duration"], code_version=row["code_version"],
-        git_commit=row["git_commit"], git_dirty=None if row["git_dirty"] is None else bool(row["git_dirty"]),
-        environment=json.loads(row["environment"]), device=row["device"], error=row["error"],
-        results=json.loads(row["results"]), timings=json.loads(row["timings"]),
+        id=row["id"],
+        experiment=row["experiment"],
+        status=row["status"],
+        started=row["started"],
+        finished=row["finished"],
+        duration=row["duration"],
+        code_version=row["code_version"],
+        git_commit=row["git_commit"],
+        git_dirty=None if row["git_dirty"] is None else bool(row["git_dirty"]),
+        environment=json.loads(row["environment"]),
+        device=row["device"],
+        error=row["error"],
+        results=json.loads(row["results"]),
+        timings=json.loads(row["timings"]),
     )
 
 
@@ -219,21 +245,42 @@ def new_run(db: sqlite3.Connection, experiment: str, device: str) -> Run:
         db.execute(
             "INSERT INTO runs (id, experiment, status, started, code_version, git_commit, git_dirty, environment, device)"
             " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-            (run_id, experiment, mf.now_iso(), code_version(), commit, None if dirty is None else int(dirty),
-             json.dumps(environment(), sort_keys=True), device),
+            (
+                run_id,
+                experiment,
+                mf.now_iso(),
+                code_version(),
+                commit,
+                None if dirty is None else int(dirty),
+                json.dumps(environment(), sort_keys=True),
+                device,
+            ),
         )
     return get_run(db, run_id)
 
 
 def finish_run(
-    db: sqlite3.Connection, run_id: str, *, status: str, duration: float, results: dict[str, str] | None = None,
-    error: str | None = None, timings: dict[str, float] | None = None,
+    db: sqlite3.Connection,
+    run_id: str,
+    *,
+    status: str,
+    duration: float,
+    results: dict[str, str] | None = None,
+    error: str | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Run:
     with mf.immediate(db):
         db.execute(
             "UPDATE runs SET status = ?, finished = ?, duration = ?, results = ?, error = ?, timings = ? WHERE id = ?",
-            (status, mf.now_iso(), duration, json.dumps(results or {}, sort_keys=True), error,
-             json.dumps(timings or {}, sort_keys=True), run_id),
+            (
+                status,
+                mf.now_iso(),
+                duration,
+                json.dumps(results or {}, sort_keys=True),
+                error,
+                json.dumps(timings or {}, sort_keys=True),
+                run_id,
+            ),
         )
     return get_run(db, run_id)
 
@@ -249,7 +296,9 @@ def get_run(db: sqlite3.Connection, run_id: str) -> Run:
 def runs_of(db: sqlite3.Connection, experiment: str) -> list[Run]:
     """Runs of an experiment, newest first."""
     ensure_tables(db)
-    return [_run(r) for r in db.execute("SELECT * FROM runs WHERE experiment = ? ORDER BY started DESC, id", (experiment,))]
+    return [
+        _run(r) for r in db.execute("SELECT * FROM runs WHERE experiment = ? ORDER BY started DESC, id", (experiment,))
+    ]
 
 
 def run_of_artifact(db: sqlite3.Connection, artifact_id: str) -> Run | None:

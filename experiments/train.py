@@ -15,8 +15,11 @@ import numpy as np
 from .errors import SimError, SpecError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import pyarrow as pa
 
+    from artifact_store import Lake as StoreLake
     from projections import Lake
 
     from .spec import ExperimentSpec
@@ -25,7 +28,7 @@ ENV_KEYS = {"symbol", "window", "features", "action_space", "episode_length", "t
 REWARD_KEYS = {"log_equity", "dsr", "drawdown", "turnover", "dsr_eta"}
 
 
-def freeze_train(raw: dict[str, Any], doc: dict[str, Any], lake: Lake, freeze_inputs: Any) -> dict[str, Any]:
+def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, freeze_inputs: Any) -> dict[str, Any]:
     """Check a train spec's sections (each unknown key named) and freeze its inputs."""
     from sim import Execution
     from sim.ppo import PPOConfig
@@ -130,19 +133,43 @@ def compute_train(lake: Lake, spec: ExperimentSpec, progress: Any, timings: dict
     timings["device"] = result.device
     agent = result.agent.to("cpu")
     rows = to_rows(agent, {"norm.mean": market.norm[0], "norm.std": market.norm[1]})
-    policy = pa.table({"name": pa.array(rows["name"], pa.string()), "dtype": pa.array(rows["dtype"], pa.string()),
-                       "shape": pa.array(rows["shape"], pa.list_(pa.int64())), "data": pa.array(rows["data"], pa.binary())})
+    policy = pa.table(
+        {
+            "name": pa.array(rows["name"], pa.string()),
+            "dtype": pa.array(rows["dtype"], pa.string()),
+            "shape": pa.array(rows["shape"], pa.list_(pa.int64())),
+            "data": pa.array(rows["data"], pa.binary()),
+        }
+    )
     curve = pa.Table.from_pylist(result.curve)
     # validation: the greedy policy on bars it never trained on, beside buy-and-hold and staying flat
     start, _, end = market.start_range("validation")
     t0 = time.perf_counter()
     metrics = []
-    for combo, (name, res) in enumerate((("policy", backtest(agent, market, start, end)),
-                                         ("buy_and_hold", _constant(market, start, end, 1.0)),
-                                         ("flat", _constant(market, start, end, 0.0)))):
+    for combo, (name, res) in enumerate(
+        (
+            ("policy", backtest(agent, market, start, end)),
+            ("buy_and_hold", _constant(market, start, end, 1.0)),
+            ("flat", _constant(market, start, end, 0.0)),
+        )
+    ):
         m = {"combo": combo, "symbol": symbol, "strategy": name, "split": "validation"}
-        m.update({k: float(res.metrics[k]) for k in ("final_equity", "total_return", "max_drawdown", "sharpe",
-                                                      "sortino", "win_rate", "exposure", "turnover", "fees")})
+        m.update(
+            {
+                k: float(res.metrics[k])
+                for k in (
+                    "final_equity",
+                    "total_return",
+                    "max_drawdown",
+                    "sharpe",
+                    "sortino",
+                    "win_rate",
+                    "exposure",
+                    "turnover",
+                    "fees",
+                )
+            }
+        )
         m["n_trades"] = int(res.metrics["n_trades"])
         metrics.append(m)
     timings["validate"] = time.perf_counter() - t0
@@ -153,16 +180,26 @@ def _constant(market: Any, start: int, end: int, target: float) -> Any:
     from sim import Bars, run
 
     b = market.bars
-    part = Bars(b.ts[start : end + 1], b.open[start : end + 1], b.high[start : end + 1], b.low[start : end + 1],
-                b.close[start : end + 1], b.volume[start : end + 1])
+    part = Bars(
+        b.ts[start : end + 1],
+        b.open[start : end + 1],
+        b.high[start : end + 1],
+        b.low[start : end + 1],
+        b.close[start : end + 1],
+        b.volume[start : end + 1],
+    )
     tg = np.full(end - start + 1, np.nan)
     tg[0] = target
     return run(part, tg, market.config.execution, mode="target")
 
 
 def policy_meta(spec: ExperimentSpec) -> dict[str, Any]:
-    return {"env": spec.doc["env"], "reward": spec.doc["reward"], "execution": spec.doc["execution"],
-            "hidden": list(ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).hidden)}
+    return {
+        "env": spec.doc["env"],
+        "reward": spec.doc["reward"],
+        "execution": spec.doc["execution"],
+        "hidden": list(ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).hidden),
+    }
 
 
 def load_policy(lake: Lake, policy_id: str) -> tuple[Any, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
@@ -175,7 +212,7 @@ def load_policy(lake: Lake, policy_id: str) -> tuple[Any, dict[str, Any], tuple[
         raise SpecError(f"artifact {policy_id[:12]} is a tensors artifact but not a policy (its meta lacks env/hidden)")
     arrays = from_rows(lake.read(policy_id).to_pydict())
     cfg = env_config(meta["env"], meta.get("reward", {}), meta.get("execution", {}))
-    nvec = (3, len(cfg.sizes), len(cfg.presets))
+    nvec: tuple[int, ...] = (3, len(cfg.sizes), len(cfg.presets))
     if cfg.action_space == "discrete":
         nvec = (3 * len(cfg.sizes) * len(cfg.presets),)
     obs_dim = cfg.window * len(cfg.features) + 4

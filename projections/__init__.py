@@ -1,7 +1,7 @@
 """Disposable DuckDB projections of frozen artifact sets: build (or reuse by key), query, list, drop."""
 
-from .coverage import Coverage, coverage
 from .build import CODE_VERSION, Lake, Projection, Projections, projection_key
+from .coverage import Coverage, coverage
 from .durations import format_duration, parse_duration
 from .errors import ProjectionError, QueryError, UnknownSpec
 from .spec import Param, Role, Spec, get_spec, load_spec

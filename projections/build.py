@@ -19,7 +19,6 @@ import builtins
 import json
 import os
 import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from artifact_store import CorruptArtifact, Lake as _StoreLake
+from artifact_store import CorruptArtifact
+from artifact_store import Lake as _StoreLake
 from artifact_store.hashing import file_hash
 from artifact_store.objects import fsync_dir, object_path, stage_lock
 
@@ -91,8 +91,15 @@ class Projection:
         return pl.from_arrow(self.arrow(sql, params))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "path": str(self.path), "spec": self.spec, "inputs": self.inputs,
-                "params": self.params, "reused": self.reused, "relations": self.relations}
+        return {
+            "key": self.key,
+            "path": str(self.path),
+            "spec": self.spec,
+            "inputs": self.inputs,
+            "params": self.params,
+            "reused": self.reused,
+            "relations": self.relations,
+        }
 
 
 def projection_key(spec: Spec, params: Mapping[str, Any], inputs: Mapping[str, Sequence[str]]) -> str:
@@ -142,7 +149,9 @@ def _verify_inputs(lake: _StoreLake, ids: Sequence[str]) -> None:
         if not path.exists():
             raise CorruptArtifact(f"input {artifact_id} has no object file {path} (run: lake verify)")
         if file_hash(path) != art.file_hash:
-            raise CorruptArtifact(f"input {artifact_id} is corrupt: {path} changed since it was published (run: lake verify)")
+            raise CorruptArtifact(
+                f"input {artifact_id} is corrupt: {path} changed since it was published (run: lake verify)"
+            )
 
 
 def _files(lake: _StoreLake, ids: Sequence[str]) -> str:
@@ -166,9 +175,7 @@ def _input_view(con: duckdb.DuckDBPyConnection, lake: _StoreLake, role: str, typ
     ranges = con.execute(
         f"SELECT {art} AS a, symbol, min(epoch_us(ts)) AS lo, max(epoch_us(ts)) AS hi FROM {source} GROUP BY ALL ORDER BY symbol, lo"
     ).fetchall()
-    overlap = any(
-        prev[1] == cur[1] and cur[2] <= prev[3] for prev, cur in zip(ranges, ranges[1:], strict=False)
-    )
+    overlap = any(prev[1] == cur[1] and cur[2] <= prev[3] for prev, cur in zip(ranges, ranges[1:], strict=False))
     if not overlap:
         con.execute(f"CREATE TEMP VIEW input_{role} AS SELECT * EXCLUDE (filename) FROM {source}")
         return
@@ -258,8 +265,16 @@ class Projections:
             con.execute(
                 f"CREATE TABLE {_META} AS SELECT ? AS key, ? AS spec, ? AS version, ? AS sql, ? AS params, ? AS inputs, "
                 "? AS code_version, ? AS duckdb_version, now() AS built",
-                [key, spec.name, spec.version, spec.sql, json.dumps(params, sort_keys=True),
-                 json.dumps(ids, sort_keys=True), CODE_VERSION, duckdb.__version__],
+                [
+                    key,
+                    spec.name,
+                    spec.version,
+                    spec.sql,
+                    json.dumps(params, sort_keys=True),
+                    json.dumps(ids, sort_keys=True),
+                    CODE_VERSION,
+                    duckdb.__version__,
+                ],
             )
             con.execute("CHECKPOINT")
         finally:
@@ -288,16 +303,26 @@ class Projections:
             ).fetchone()
             if row is None:
                 return {"key": path.stem, "path": str(path), "error": "no metadata"}
-            rels = [r[0] for r in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE table_name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY table_name"
-            ).fetchall()]
+            rels = [
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE table_name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY table_name"
+                ).fetchall()
+            ]
             counts = {r: int(con.execute(f'SELECT count(*) FROM "{r}"').fetchone()[0]) for r in rels}  # type: ignore[index]
         finally:
             con.close()
         assert row is not None
         return {
-            "key": row[0], "path": str(path), "spec": row[1], "version": row[2], "params": json.loads(row[3]),
-            "inputs": json.loads(row[4]), "code_version": row[5], "built": str(row[6]), "relations": counts,
+            "key": row[0],
+            "path": str(path),
+            "spec": row[1],
+            "version": row[2],
+            "params": json.loads(row[3]),
+            "inputs": json.loads(row[4]),
+            "code_version": row[5],
+            "built": str(row[6]),
+            "relations": counts,
             "bytes": path.stat().st_size,
         }
 
@@ -305,8 +330,15 @@ class Projections:
         info = self.show(key)
         if "error" in info:
             raise ProjectionError(f"projection {key}: cannot be opened ({info['error']}); drop it and build again")
-        return Projection(info["key"], Path(info["path"]), info["spec"], info["inputs"], info["params"], reused=True,
-                          relations=sorted(info["relations"]))
+        return Projection(
+            info["key"],
+            Path(info["path"]),
+            info["spec"],
+            info["inputs"],
+            info["params"],
+            reused=True,
+            relations=sorted(info["relations"]),
+        )
 
     def _find(self, key: str) -> Path:
         key = key.strip()
@@ -316,7 +348,9 @@ class Projections:
         if not found:
             raise ProjectionError(f"no projection {key!r} (see: lake projection list)")
         if len(found) > 1:
-            raise ProjectionError(f"projection key prefix {key!r} matches {len(found)} projections; give more characters")
+            raise ProjectionError(
+                f"projection key prefix {key!r} matches {len(found)} projections; give more characters"
+            )
         return found[0]
 
     def drop(self, key: str | None = None) -> builtins.list[str]:
@@ -344,5 +378,3 @@ class Lake(_StoreLake):
             p.arrow("SELECT symbol, count(*) FROM ohlcv GROUP BY symbol")
         """
         return self.projections.build(spec, inputs, params)
-
-

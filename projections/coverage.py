@@ -26,8 +26,9 @@ def _iso(us: int) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).isoformat()
 
 
-def coverage(lake: Lake, alerts: list[str], ohlcv: list[str], *, before: str = "1h", after: str = "1d",
-             name: str | None = None) -> Coverage:
+def coverage(
+    lake: Lake, alerts: list[str], ohlcv: list[str], *, before: str = "1h", after: str = "1d", name: str | None = None
+) -> Coverage:
     """Publish the coverage of ``alerts`` by ``ohlcv`` within [ts - before, ts + after]."""
     import json
 
@@ -58,20 +59,27 @@ def coverage(lake: Lake, alerts: list[str], ohlcv: list[str], *, before: str = "
         if expect <= hi:
             ranges.append([_iso(expect), _iso(hi)])
         missing_col.append(json.dumps(ranges))
-    table = pa.table({
-        "alert": pa.array([c["alert"] for c in cov], pa.int64()),
-        "ts": pa.array([c["ts"] for c in cov], pa.timestamp("us", tz="UTC")),
-        "symbol": pa.array([c["symbol"] for c in cov], pa.string()),
-        "side": pa.array([c["side"] for c in cov], pa.string()),
-        "window_start": pa.array([c["window_start"] for c in cov], pa.timestamp("us", tz="UTC")),
-        "window_end": pa.array([c["window_end"] for c in cov], pa.timestamp("us", tz="UTC")),
-        "coverage": pa.array([c["coverage"] for c in cov], pa.string()),
-        "bars": pa.array([c["bars"] for c in cov], pa.int64()),
-        "expected_bars": pa.array([c["expected_bars"] for c in cov], pa.int64()),
-        "missing": pa.array(missing_col, pa.string()),
-    })
+    table = pa.table(
+        {
+            "alert": pa.array([c["alert"] for c in cov], pa.int64()),
+            "ts": pa.array([c["ts"] for c in cov], pa.timestamp("us", tz="UTC")),
+            "symbol": pa.array([c["symbol"] for c in cov], pa.string()),
+            "side": pa.array([c["side"] for c in cov], pa.string()),
+            "window_start": pa.array([c["window_start"] for c in cov], pa.timestamp("us", tz="UTC")),
+            "window_end": pa.array([c["window_end"] for c in cov], pa.timestamp("us", tz="UTC")),
+            "coverage": pa.array([c["coverage"] for c in cov], pa.string()),
+            "bars": pa.array([c["bars"] for c in cov], pa.int64()),
+            "expected_bars": pa.array([c["expected_bars"] for c in cov], pa.int64()),
+            "missing": pa.array(missing_col, pa.string()),
+        }
+    )
     inputs = sorted({i for ids in proj.inputs.values() for i in ids})
-    rec = lake.publish(table, "table", name=name, inputs=inputs,
-                       meta={"kind": "coverage", "before": before, "after": after, "projection": proj.key})
+    rec = lake.publish(
+        table,
+        "table",
+        name=name,
+        inputs=inputs,
+        meta={"kind": "coverage", "before": before, "after": after, "projection": proj.key},
+    )
     counts = {k: sum(1 for c in cov if c["coverage"] == k) for k in ("full", "partial", "none")}
     return Coverage(rec.id, proj.key, counts, len(cov))

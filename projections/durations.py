@@ -25,7 +25,13 @@ def parse_duration(text: str | int) -> int:
 
 
 def format_duration(us: int) -> str:
-    for unit, size in (("w", 604_800_000_000), ("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000)):
+    for unit, size in (
+        ("w", 604_800_000_000),
+        ("d", 86_400_000_000),
+        ("h", 3_600_000_000),
+        ("m", 60_000_000),
+        ("s", 1_000_000),
+    ):
         if us and us % size == 0:
             return f"{us // size}{unit}"
     return f"{us}us"

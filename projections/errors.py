@@ -1,9 +1,9 @@
 """Errors of the projections package, under the root class from :mod:`schemas.errors`::
 
-    LakeError (exit 2)
-    └── ProjectionError        unknown spec, wrong roles or types, SQL errors, conflicting inputs
-        ├── UnknownSpec
-        └── QueryError          a query failed or tried to write
+LakeError (exit 2)
+└── ProjectionError        unknown spec, wrong roles or types, SQL errors, conflicting inputs
+    ├── UnknownSpec
+    └── QueryError          a query failed or tried to write
 """
 
 from __future__ import annotations

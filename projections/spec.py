@@ -89,7 +89,11 @@ class Spec:
         for key in given:
             if key not in known:
                 hint = difflib.get_close_matches(key, sorted(known), n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else (f"; it takes {', '.join(sorted(known))}" if known else "; it takes none")
+                extra = (
+                    f"; did you mean {hint[0]!r}?"
+                    if hint
+                    else (f"; it takes {', '.join(sorted(known))}" if known else "; it takes none")
+                )
                 raise ProjectionError(f"spec {self.name!r} has no parameter {key!r}{extra}")
         return {name: p.value(given.get(name, p.default)) for name, p in sorted(known.items())}
 

@@ -141,9 +141,7 @@ def load_schema_file(path: Path) -> Schema:
             parse_type(col["type"])
         except SchemaError as exc:
             raise _fail(path, f"columns[{i}] ({col['name']}): {exc}") from exc
-        columns.append(
-            Column(col["name"], col["type"], bool(col.get("nullable", False)), col.get("description", ""))
-        )
+        columns.append(Column(col["name"], col["type"], bool(col.get("nullable", False)), col.get("description", "")))
     names = [c.name for c in columns]
     if len(set(names)) != len(names):
         raise _fail(path, "a column is declared twice")

@@ -131,8 +131,7 @@ def conform(table: pa.Table, schema: Schema, source: str = "input") -> pa.Table:
     extras = [n for n in names if n not in declared]
     if extras and not schema.extra_columns:
         raise ValidationError(
-            f"{source}: unexpected column {extras[0]!r}; type {schema.name!r} has columns "
-            f"{', '.join(declared)}",
+            f"{source}: unexpected column {extras[0]!r}; type {schema.name!r} has columns {', '.join(declared)}",
             column=extras[0],
         )
     arrays = []
@@ -257,7 +256,12 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
                 bad = np.zeros(len(vals), dtype=bool)
                 words = []
                 with np.errstate(invalid="ignore"):
-                    for key, op, word in (("gt", ">", "> "), ("ge", ">=", ">= "), ("lt", "<", "< "), ("le", "<=", "<= ")):
+                    for key, op, word in (
+                        ("gt", ">", "> "),
+                        ("ge", ">=", ">= "),
+                        ("lt", "<", "< "),
+                        ("le", "<=", "<= "),
+                    ):
                         if key in p:
                             bad |= ~_OPS[op](vals, p[key])
                             words.append(f"{c} {word}{p[key]}")

@@ -4,8 +4,8 @@ sim imports nothing from the lake: arrays in, arrays out, testable and benchmark
 """
 
 from .alerts import AlertPolicy, alert_replay
-from .env import EnvConfig, Market, TradingEnv, VectorTradingEnv
 from .engine import Bars, Execution, Result, run, run_grid, summarize
+from .env import EnvConfig, Market, TradingEnv, VectorTradingEnv
 from .records import EXIT_REASONS, METRIC_NAMES, trade_dt
 from .strategies import breakout, rsi, rsi_threshold, sma, sma_cross
 

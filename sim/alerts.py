@@ -103,8 +103,24 @@ class AlertPolicy:
 
 
 @njit(cache=True, parallel=True)
-def alert_paths_nb(ts, open_, high, low, close, offsets, a_ts, a_sym, a_side, latency, tp_px, tp_frac,
-                   stop_loss, trailing, max_hold, slip_rate):
+def alert_paths_nb(
+    ts,
+    open_,
+    high,
+    low,
+    close,
+    offsets,
+    a_ts,
+    a_sym,
+    a_side,
+    latency,
+    tp_px,
+    tp_frac,
+    stop_loss,
+    trailing,
+    max_hold,
+    slip_rate,
+):
     """Per alert, independently: entry bar and price, then exit legs (bar, price, fraction), reason, excursions."""
     n = a_ts.shape[0]
     k = tp_px.shape[0]
@@ -158,7 +174,12 @@ def alert_paths_nb(ts, open_, high, low, close, offsets, a_ts, a_sym, a_side, la
                     m += 1
                     nxt += 1
                     best = o if side > 0 else min(best, o)
-            if math.isnan(px) and remaining > 1e-12 and not math.isnan(stop) and (low[j] <= stop if side > 0 else high[j] >= stop):
+            if (
+                math.isnan(px)
+                and remaining > 1e-12
+                and not math.isnan(stop)
+                and (low[j] <= stop if side > 0 else high[j] >= stop)
+            ):
                 px = stop  # inside the bar, the stop before any take-profit
             if not math.isnan(px):
                 if side > 0:
@@ -173,7 +194,11 @@ def alert_paths_nb(ts, open_, high, low, close, offsets, a_ts, a_sym, a_side, la
                 reason[a] = why
                 done = True
                 break
-            while nxt < k and remaining > 1e-12 and (high[j] >= entry * (1 + tp_px[nxt]) if side > 0 else low[j] <= entry * (1 - tp_px[nxt])):
+            while (
+                nxt < k
+                and remaining > 1e-12
+                and (high[j] >= entry * (1 + tp_px[nxt]) if side > 0 else low[j] <= entry * (1 - tp_px[nxt]))
+            ):
                 lvl = entry * (1 + side * tp_px[nxt])
                 legs_bar[a, m] = j
                 legs_px[a, m] = lvl * (1.0 - side * slip_rate)
@@ -230,8 +255,26 @@ def _mark_nb(ts, close, lo_i, hi_i, t):
 
 
 @njit(cache=True)
-def alert_portfolio_nb(ts, close, offsets, a_sym, a_side, order, entry_bar, entry_px, legs_bar, legs_px,
-                       legs_frac, n_legs, cash0, sizing_fraction, size, max_concurrent, units_mode, fee_rate):
+def alert_portfolio_nb(
+    ts,
+    close,
+    offsets,
+    a_sym,
+    a_side,
+    order,
+    entry_bar,
+    entry_px,
+    legs_bar,
+    legs_px,
+    legs_frac,
+    n_legs,
+    cash0,
+    sizing_fraction,
+    size,
+    max_concurrent,
+    units_mode,
+    fee_rate,
+):
     """Sizes and admits alerts in entry order. Returns per-alert units, status, fees and pnl."""
     n = a_sym.shape[0]
     units = np.zeros(n)
@@ -296,8 +339,24 @@ def alert_portfolio_nb(ts, close, offsets, a_sym, a_side, order, entry_bar, entr
 
 
 @njit(cache=True)
-def alert_curve_nb(ts, close, tl_index, n_timeline, a_sym, a_side, offsets, entry_bar, entry_px, legs_bar,
-                   legs_px, legs_frac, n_legs, units, fees_rate, cash0):
+def alert_curve_nb(
+    ts,
+    close,
+    tl_index,
+    n_timeline,
+    a_sym,
+    a_side,
+    offsets,
+    entry_bar,
+    entry_px,
+    legs_bar,
+    legs_px,
+    legs_frac,
+    n_legs,
+    units,
+    fees_rate,
+    cash0,
+):
     """Portfolio equity, cash and open count on the union timeline of all symbols' bars."""
     cash_delta = np.zeros(n_timeline + 1)
     mtm = np.zeros(n_timeline)
@@ -372,25 +431,66 @@ def alert_replay(
     fee = pol.fee_bps / 10_000
     opt = lambda v: np.nan if v is None else float(v)  # noqa: E731
     entry_bar, entry_px, legs_bar, legs_px, legs_frac, n_legs, reason, mae, mfe = alert_paths_nb(
-        cat["ts"], cat["open"], cat["high"], cat["low"], cat["close"], offsets, a_ts, np.where(valid, a_sym, 0),
-        a_side, pol.latency_bars, np.array(pol.take_profit, dtype=np.float64),
-        np.array(pol.take_profit_sizes, dtype=np.float64), opt(pol.stop_loss), opt(pol.trailing_stop),
-        pol.max_hold_bars, slip,
+        cat["ts"],
+        cat["open"],
+        cat["high"],
+        cat["low"],
+        cat["close"],
+        offsets,
+        a_ts,
+        np.where(valid, a_sym, 0),
+        a_side,
+        pol.latency_bars,
+        np.array(pol.take_profit, dtype=np.float64),
+        np.array(pol.take_profit_sizes, dtype=np.float64),
+        opt(pol.stop_loss),
+        opt(pol.trailing_stop),
+        pol.max_hold_bars,
+        slip,
     )
     entry_bar[~valid] = -1
     has = entry_bar >= 0
     entry_ts = np.where(has, cat["ts"][np.clip(entry_bar, 0, None)], np.iinfo(np.int64).max)
     order = np.flatnonzero(has)[np.argsort(entry_ts[has], kind="stable")]
     units, status, fees, pnl = alert_portfolio_nb(
-        cat["ts"], cat["close"], offsets, np.where(valid, a_sym, 0), a_side, order, entry_bar, entry_px, legs_bar,
-        legs_px, legs_frac, n_legs, float(pol.cash), pol.sizing == "fraction", float(pol.size), pol.max_concurrent,
-        getattr(UNITS, pol.units), fee,
+        cat["ts"],
+        cat["close"],
+        offsets,
+        np.where(valid, a_sym, 0),
+        a_side,
+        order,
+        entry_bar,
+        entry_px,
+        legs_bar,
+        legs_px,
+        legs_frac,
+        n_legs,
+        float(pol.cash),
+        pol.sizing == "fraction",
+        float(pol.size),
+        pol.max_concurrent,
+        getattr(UNITS, pol.units),
+        fee,
     )
     timeline = np.unique(cat["ts"])
     tl_index = np.searchsorted(timeline, cat["ts"])
     equity, cash, n_open = alert_curve_nb(
-        cat["ts"], cat["close"], tl_index, timeline.shape[0], np.where(valid, a_sym, 0), a_side, offsets,
-        entry_bar, entry_px, legs_bar, legs_px, legs_frac, n_legs, units, fee, float(pol.cash),
+        cat["ts"],
+        cat["close"],
+        tl_index,
+        timeline.shape[0],
+        np.where(valid, a_sym, 0),
+        a_side,
+        offsets,
+        entry_bar,
+        entry_px,
+        legs_bar,
+        legs_px,
+        legs_frac,
+        n_legs,
+        units,
+        fee,
+        float(pol.cash),
     )
     last = np.where(has, legs_bar[np.arange(n), np.clip(n_legs - 1, 0, None)], -1)
     exit_px = np.where(has, (legs_px * legs_frac).sum(axis=1) / np.maximum(legs_frac.sum(axis=1), 1e-300), np.nan)
@@ -419,12 +519,20 @@ def alert_replay(
     }
     rows["status"][~valid] = "no_data"
     metrics = _portfolio_metrics(timeline, equity, n_open, pol.cash, rows)
-    return {"alerts": rows, "timeline": timeline, "equity": equity, "cash": cash, "open": n_open,
-            "metrics": metrics, "unknown_symbols": unknown}
+    return {
+        "alerts": rows,
+        "timeline": timeline,
+        "equity": equity,
+        "cash": cash,
+        "open": n_open,
+        "metrics": metrics,
+        "unknown_symbols": unknown,
+    }
 
 
-def _portfolio_metrics(timeline: np.ndarray, equity: np.ndarray, n_open: np.ndarray, cash0: float,
-                       rows: dict[str, Any]) -> dict[str, float]:
+def _portfolio_metrics(
+    timeline: np.ndarray, equity: np.ndarray, n_open: np.ndarray, cash0: float, rows: dict[str, Any]
+) -> dict[str, float]:
     from .engine import SECONDS_PER_YEAR
 
     filled = rows["status"] == "filled"

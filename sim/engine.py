@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from . import kernels as _kernels
-K: Any = _kernels  # numba dispatchers: called with the argument lists they were compiled for
 
 from .records import EXIT_REASONS, FILL_AT, METRIC_NAMES, MODE, N_METRICS, REMAINDER, SIZING, UNITS, trade_dt
 
+K: Any = _kernels  # numba dispatchers: called with the argument lists they were compiled for
 SECONDS_PER_YEAR = 365.25 * 86400
 
 
@@ -78,7 +78,9 @@ class Execution:
             if v is not None and not (isinstance(v, (int, float)) and 0 < v and math.isfinite(v)):
                 raise ValueError(f"execution.{name} must be a positive fraction or None, not {v!r}")
         if self.stop_loss is not None and self.stop_loss >= 1:
-            raise ValueError(f"execution.stop_loss must be below 1 (a fraction of the entry price), not {self.stop_loss!r}")
+            raise ValueError(
+                f"execution.stop_loss must be below 1 (a fraction of the entry price), not {self.stop_loss!r}"
+            )
         if not (isinstance(self.size, (int, float)) and self.size > 0):
             raise ValueError(f"execution.size must be positive, not {self.size!r}")
         if not (isinstance(self.leverage, (int, float)) and self.leverage > 0):
@@ -92,7 +94,9 @@ class Execution:
                 import difflib
 
                 hint = difflib.get_close_matches(key, sorted(known), n=1)
-                raise ValueError(f"unknown execution setting {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                raise ValueError(
+                    f"unknown execution setting {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                )
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,7 +144,13 @@ class Bars:
 
     @classmethod
     def from_arrays(
-        cls, ts: Any, open: Any, high: Any, low: Any, close: Any, volume: Any | None = None  # noqa: A002
+        cls,
+        ts: Any,
+        open: Any,
+        high: Any,
+        low: Any,
+        close: Any,
+        volume: Any | None = None,  # noqa: A002
     ) -> Bars:
         t = np.ascontiguousarray(ts)
         if t.dtype.kind == "M":
@@ -185,7 +195,8 @@ class Bars:
 
         def col(name: str) -> np.ndarray:
             arr = table.column(name).chunk(0) if table.column(name).num_chunks else pa.array([], pa.float64())
-            return arr.to_numpy(zero_copy_only=False)
+            out: np.ndarray = arr.to_numpy(zero_copy_only=False)
+            return out
 
         ts_col = table.column("ts")
         if pa.types.is_timestamp(ts_col.type):
@@ -303,20 +314,38 @@ def run(
     order_tp = np.empty(0) if take_profit is None else _target_array(take_profit, n)
     if (stop_loss is None) != (take_profit is None):
         order_sl = order_sl if stop_loss is not None else np.full(n, np.nan if ex.stop_loss is None else ex.stop_loss)
-        order_tp = order_tp if take_profit is not None else np.full(n, np.nan if ex.take_profit is None else ex.take_profit)
+        order_tp = (
+            order_tp if take_profit is not None else np.full(n, np.nan if ex.take_profit is None else ex.take_profit)
+        )
     trades = np.zeros(finite.size + 1, dtype=trade_dt)
     equity = np.empty(n)
     cash = np.empty(n)
     position = np.empty(n)
     raw = np.empty(N_METRICS)
     n_tr, status = K.simulate_nb(
-        bars.open, bars.high, bars.low, bars.close, bars.volume, tgt, getattr(MODE, mode), *ex.kernel_args(),
-        trades, equity, cash, position, raw, True, order_sl, order_tp,
+        bars.open,
+        bars.high,
+        bars.low,
+        bars.close,
+        bars.volume,
+        tgt,
+        getattr(MODE, mode),
+        *ex.kernel_args(),
+        trades,
+        equity,
+        cash,
+        position,
+        raw,
+        True,
+        order_sl,
+        order_tp,
     )
     return Result(trades[:n_tr].copy(), equity, cash, position, summarize(raw, bars.ts, ex.cash), int(status))
 
 
-def run_grid(bars: Bars, fasts: Any, slows: Any, execution: Execution | None = None, *, direction: str = "long") -> list[dict[str, float]]:
+def run_grid(
+    bars: Bars, fasts: Any, slows: Any, execution: Execution | None = None, *, direction: str = "long"
+) -> list[dict[str, float]]:
     """Metrics of every SMA-cross (fast, slow) pair in one parallel kernel call; each equals :func:`run` alone."""
     ex = execution or Execution()
     f = np.ascontiguousarray(fasts, dtype=np.int64)
@@ -335,8 +364,16 @@ def run_grid(bars: Bars, fasts: Any, slows: Any, execution: Execution | None = N
         used, local = np.unique(np.concatenate([fr, sr]), return_inverse=True)
         means = K.rolling_means_nb(bars.close, windows[used])
         raw, status = K.sma_grid_nb(
-            bars.open, bars.high, bars.low, bars.close, bars.volume, means, local[: len(fr)], local[len(fr) :],
-            _direction(direction), *ex.kernel_args(),
+            bars.open,
+            bars.high,
+            bars.low,
+            bars.close,
+            bars.volume,
+            means,
+            local[: len(fr)],
+            local[len(fr) :],
+            _direction(direction),
+            *ex.kernel_args(),
         )
         results += [summarize(raw[j], bars.ts, ex.cash) | {"status": int(status[j])} for j in range(len(fr))]
     return results

@@ -84,7 +84,9 @@ class EnvConfig:
             if key in kw:
                 kw[key] = tuple(kw[key])
         if "presets" in kw:
-            kw["presets"] = tuple((None if a is None else float(a), None if b is None else float(b)) for a, b in kw["presets"])
+            kw["presets"] = tuple(
+                (None if a is None else float(a), None if b is None else float(b)) for a, b in kw["presets"]
+            )
         unknown = set(kw) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown environment setting(s): {', '.join(sorted(unknown))}")
@@ -111,9 +113,20 @@ class Market:
         self.feats = normalise(raw, *self.norm, clip=EK.FEATURE_BOUND)
         ex = config.execution
         w = config.reward
-        self.params = np.array([ex.cash, ex.fee_bps / 1e4, ex.slippage_bps / 1e4, ex.leverage, getattr(UNITS, ex.units),
-                                w.get("log_equity", 0.0), w.get("dsr", 0.0), w.get("drawdown", 0.0),
-                                w.get("turnover", 0.0), config.dsr_eta])
+        self.params = np.array(
+            [
+                ex.cash,
+                ex.fee_bps / 1e4,
+                ex.slippage_bps / 1e4,
+                ex.leverage,
+                getattr(UNITS, ex.units),
+                w.get("log_equity", 0.0),
+                w.get("dsr", 0.0),
+                w.get("drawdown", 0.0),
+                w.get("turnover", 0.0),
+                config.dsr_eta,
+            ]
+        )
         self.sizes = np.array(config.sizes, dtype=np.float64)
         self.preset_sl = np.array([np.nan if a is None else a for a, _ in config.presets])
         self.preset_tp = np.array([np.nan if b is None else b for _, b in config.presets])
@@ -136,7 +149,9 @@ class Market:
     def observation_space(self) -> spaces.Box:
         n_feat = self.obs_dim - EK.N_AGENT
         low = np.concatenate([np.full(n_feat, -EK.FEATURE_BOUND), [-EK.AGENT_BOUND, -EK.AGENT_BOUND, 0.0, -1.0]])
-        high = np.concatenate([np.full(n_feat, EK.FEATURE_BOUND), [EK.AGENT_BOUND, EK.AGENT_BOUND, EK.AGENT_BOUND, 0.0]])
+        high = np.concatenate(
+            [np.full(n_feat, EK.FEATURE_BOUND), [EK.AGENT_BOUND, EK.AGENT_BOUND, EK.AGENT_BOUND, 0.0]]
+        )
         return spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
 
     def action_space(self) -> spaces.Space[Any]:
@@ -172,8 +187,16 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, data: Any, *, split: str = "train", config: EnvConfig | None = None,
-                 norm: tuple[np.ndarray, np.ndarray] | None = None, market: Market | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        data: Any,
+        *,
+        split: str = "train",
+        config: EnvConfig | None = None,
+        norm: tuple[np.ndarray, np.ndarray] | None = None,
+        market: Market | None = None,
+        **kwargs: Any,
+    ) -> None:
         if split not in ("train", "validation"):
             raise ValueError(f"split must be train or validation, not {split!r}")
         self.market = market or Market(data, _config(config, kwargs), norm)
@@ -183,30 +206,76 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         self.action_space = self.market.action_space()
         self._bk, self._ts, self._es = EK.new_state(1)
         self._obs = np.zeros((1, self.market.obs_dim), dtype=np.float32)
-        self._out = (np.zeros(1), np.zeros(1, dtype=np.bool_), np.zeros(1, dtype=np.bool_), np.zeros(1),
-                     np.zeros(1), np.zeros((1, 2)), np.ones(1, dtype=np.bool_))
+        self._out = (
+            np.zeros(1),
+            np.zeros(1, dtype=np.bool_),
+            np.zeros(1, dtype=np.bool_),
+            np.zeros(1),
+            np.zeros(1),
+            np.zeros((1, 2)),
+            np.ones(1, dtype=np.bool_),
+        )
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         lo, hi, end = self.market.start_range(self.split)
         start = int(options["start"]) if options and "start" in options else int(self.np_random.integers(lo, hi))
         length = self.config.episode_length if self.split == "train" else end - start
         m = self.market
-        EK.reset_nb(0, start, min(end, start + length), m.ohlcv, m.feats, self.config.window, self._bk, self._ts,
-                    self._es, m.params, float(self.config.episode_length), self._obs)
+        EK.reset_nb(
+            0,
+            start,
+            min(end, start + length),
+            m.ohlcv,
+            m.feats,
+            self.config.window,
+            self._bk,
+            self._ts,
+            self._es,
+            m.params,
+            float(self.config.episode_length),
+            self._obs,
+        )
         return self._obs[0].copy(), {"bar": start, "equity": float(m.params[0])}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         m = self.market
         reward, term, trunc, equity, target, stops, active = self._out
-        EK.step_nb(m.ohlcv, m.feats, self.config.window, self._bk, self._ts, self._es, m.decode(action), m.sizes,
-                   m.preset_sl, m.preset_tp, m.params, float(self.config.episode_length), self._obs, reward, term,
-                   trunc, equity, target, stops, active)
+        EK.step_nb(
+            m.ohlcv,
+            m.feats,
+            self.config.window,
+            self._bk,
+            self._ts,
+            self._es,
+            m.decode(action),
+            m.sizes,
+            m.preset_sl,
+            m.preset_tp,
+            m.params,
+            float(self.config.episode_length),
+            self._obs,
+            reward,
+            term,
+            trunc,
+            equity,
+            target,
+            stops,
+            active,
+        )
+
         def opt(x: float) -> float | None:
             return None if np.isnan(x) else float(x)
 
-        info = {"equity": float(equity[0]), "bar": int(self._es[0, EK.ES_T]), "target": opt(target[0]),
-                "stop_loss": opt(stops[0, 0]), "take_profit": opt(stops[0, 1])}
+        info = {
+            "equity": float(equity[0]),
+            "bar": int(self._es[0, EK.ES_T]),
+            "target": opt(target[0]),
+            "stop_loss": opt(stops[0, 0]),
+            "take_profit": opt(stops[0, 1]),
+        }
         return self._obs[0].copy(), float(reward[0]), bool(term[0]), bool(trunc[0]), info
 
 
@@ -216,9 +285,18 @@ class VectorTradingEnv(gym.vector.VectorEnv[np.ndarray, Any, Any]):
 
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
-    def __init__(self, data: Any, num_envs: int = 8, *, split: str = "train", config: EnvConfig | None = None,
-                 norm: tuple[np.ndarray, np.ndarray] | None = None, market: Market | None = None,
-                 same_step_reset: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        data: Any,
+        num_envs: int = 8,
+        *,
+        split: str = "train",
+        config: EnvConfig | None = None,
+        norm: tuple[np.ndarray, np.ndarray] | None = None,
+        market: Market | None = None,
+        same_step_reset: bool = False,
+        **kwargs: Any,
+    ) -> None:
         """``same_step_reset=True`` resets a finished env within the step that finished it (its last
         observation goes to ``info["final_obs"]``, rows where ``info["done"]``): what the trainer uses."""
         if num_envs < 1:
@@ -250,10 +328,24 @@ class VectorTradingEnv(gym.vector.VectorEnv[np.ndarray, Any, Any]):
         lo, hi, end = m.start_range(self.split)
         start = int(self._rngs[j].integers(lo, hi))
         length = self.config.episode_length if self.split == "train" else end - start
-        EK.reset_nb(j, start, min(end, start + length), m.ohlcv, m.feats, self.config.window, self._bk, self._ts,
-                    self._es, m.params, float(self.config.episode_length), self._obs)
+        EK.reset_nb(
+            j,
+            start,
+            min(end, start + length),
+            m.ohlcv,
+            m.feats,
+            self.config.window,
+            self._bk,
+            self._ts,
+            self._es,
+            m.params,
+            float(self.config.episode_length),
+            self._obs,
+        )
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is not None:
             seeds = seed if isinstance(seed, list) else [seed + j for j in range(self.num_envs)]
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
@@ -271,9 +363,28 @@ class VectorTradingEnv(gym.vector.VectorEnv[np.ndarray, Any, Any]):
         self._reward[:] = 0.0
         self._term[:] = False
         self._trunc[:] = False
-        EK.step_nb(m.ohlcv, m.feats, self.config.window, self._bk, self._ts, self._es, m.decode(actions), m.sizes,
-                   m.preset_sl, m.preset_tp, m.params, float(self.config.episode_length), self._obs, self._reward,
-                   self._term, self._trunc, self._equity, self._target, self._stops, active)
+        EK.step_nb(
+            m.ohlcv,
+            m.feats,
+            self.config.window,
+            self._bk,
+            self._ts,
+            self._es,
+            m.decode(actions),
+            m.sizes,
+            m.preset_sl,
+            m.preset_tp,
+            m.params,
+            float(self.config.episode_length),
+            self._obs,
+            self._reward,
+            self._term,
+            self._trunc,
+            self._equity,
+            self._target,
+            self._stops,
+            active,
+        )
         done = self._term | self._trunc
         info: dict[str, Any] = {"equity": self._equity.copy()}
         if self.same_step_reset:

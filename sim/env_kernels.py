@@ -15,8 +15,20 @@ import numpy as np
 from numba import njit
 
 from .kernels import (
-    _CARRY, _CASH, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _POS, _SIDE, _SL, _TP, N_BOOK, N_TRADE_STATE,
-    _execute_nb, _exit_nb, _protect_nb,
+    _CARRY,
+    _CASH,
+    _ENTRY_IDX,
+    _IN_UNITS,
+    _IN_VALUE,
+    _POS,
+    _SIDE,
+    _SL,
+    _TP,
+    N_BOOK,
+    N_TRADE_STATE,
+    _execute_nb,
+    _exit_nb,
+    _protect_nb,
 )  # fmt: skip
 from .records import EXIT, MODE, REMAINDER, SIZING, trade_dt
 
@@ -82,8 +94,28 @@ def reset_nb(j, start, end, bars, feats, window, bk, ts, es, params, ep_len, obs
 
 
 @njit(cache=True)
-def step_nb(bars, feats, window, bk, ts, es, actions, sizes, preset_sl, preset_tp, params, ep_len,
-            obs, reward, terminated, truncated, equity, targets, stops, active):
+def step_nb(
+    bars,
+    feats,
+    window,
+    bk,
+    ts,
+    es,
+    actions,
+    sizes,
+    preset_sl,
+    preset_tp,
+    params,
+    ep_len,
+    obs,
+    reward,
+    terminated,
+    truncated,
+    equity,
+    targets,
+    stops,
+    active,
+):
     """Step every env once. ``actions`` is (N, 3): direction (0 short, 1 flat, 2 long), size, stop preset.
 
     ``targets``/``stops`` (N, 3) receive the order each env placed (target, stop-loss, take-profit; NaN
@@ -117,9 +149,33 @@ def step_nb(bars, feats, window, bk, ts, es, actions, sizes, preset_sl, preset_t
             q_tgt[0] = tgt
             q_sl[0] = sl
             q_tp[0] = tp
-            _execute_nb(b, tr, none, open_[i], i, volume[i], q_bar, q_tgt, q_sl, q_tp, 0, 1, MODE.target, fee, slip,
-                        SIZING.all_in, 1.0, int(params[P_UNITS]), params[P_LEVERAGE], np.nan, REMAINDER.cancel,
-                        False, high, low, False)
+            _execute_nb(
+                b,
+                tr,
+                none,
+                open_[i],
+                i,
+                volume[i],
+                q_bar,
+                q_tgt,
+                q_sl,
+                q_tp,
+                0,
+                1,
+                MODE.target,
+                fee,
+                slip,
+                SIZING.all_in,
+                1.0,
+                int(params[P_UNITS]),
+                params[P_LEVERAGE],
+                np.nan,
+                REMAINDER.cancel,
+                False,
+                high,
+                low,
+                False,
+            )
         if b[_POS] != 0.0 and not (math.isnan(tr[_SL]) and math.isnan(tr[_TP])):
             _protect_nb(b, tr, none, i, open_[i], high, low, np.nan, fee, slip, False)
         eq = _equity(b, close[i])
@@ -146,8 +202,7 @@ def step_nb(bars, feats, window, bk, ts, es, actions, sizes, preset_sl, preset_t
         turnover = abs(posfrac - es[j, ES_POSFRAC])
         es[j, ES_POSFRAC] = posfrac
         dd = 1.0 - eq / peak if peak > 0 else 0.0
-        reward[j] = (params[P_W_LOG] * logr + params[P_W_DSR] * dsr - params[P_W_DD] * dd
-                     - params[P_W_TURN] * turnover)
+        reward[j] = params[P_W_LOG] * logr + params[P_W_DSR] * dsr - params[P_W_DD] * dd - params[P_W_TURN] * turnover
         es[j, ES_PREV_EQ] = eq
         es[j, ES_T] = i
         es[j, ES_STEPS] += 1

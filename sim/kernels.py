@@ -30,7 +30,9 @@ _TINY = 1e-12
 
 # Indices into the per-trade state vector ``ts`` (one float64 array keeps the kernel signature small).
 # _SL/_TP: the stop-loss and take-profit fractions the trade's opening order carried (NaN: none)
-_SIDE, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _OUT_UNITS, _OUT_VALUE, _FEES, _LOW, _HIGH, _PEAK, _AT_OPEN, _SL, _TP = range(13)
+_SIDE, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _OUT_UNITS, _OUT_VALUE, _FEES, _LOW, _HIGH, _PEAK, _AT_OPEN, _SL, _TP = range(
+    13
+)
 N_TRADE_STATE = 13
 
 
@@ -351,9 +353,31 @@ def simulate_nb(
             bk[_POS] = pos
             ts[_PEAK] = t_peak
             q_head = _execute_nb(
-                bk, ts, trades, open_[i], i, volume[i], q_bar, q_tgt, q_sl, q_tp, q_head, q_tail,
-                mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
-                high, low, False,
+                bk,
+                ts,
+                trades,
+                open_[i],
+                i,
+                volume[i],
+                q_bar,
+                q_tgt,
+                q_sl,
+                q_tp,
+                q_head,
+                q_tail,
+                mode,
+                fee_rate,
+                slip_rate,
+                sizing,
+                size,
+                units_mode,
+                leverage,
+                participation,
+                remainder,
+                record,
+                high,
+                low,
+                False,
             )
             cash = bk[_CASH]
             pos = bk[_POS]
@@ -392,9 +416,31 @@ def simulate_nb(
             bk[_POS] = pos
             ts[_PEAK] = t_peak
             q_head = _execute_nb(
-                bk, ts, trades, close[i], i, volume[i], q_bar, q_tgt, q_sl, q_tp, q_head, q_tail,
-                mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
-                high, low, True,
+                bk,
+                ts,
+                trades,
+                close[i],
+                i,
+                volume[i],
+                q_bar,
+                q_tgt,
+                q_sl,
+                q_tp,
+                q_head,
+                q_tail,
+                mode,
+                fee_rate,
+                slip_rate,
+                sizing,
+                size,
+                units_mode,
+                leverage,
+                participation,
+                remainder,
+                record,
+                high,
+                low,
+                True,
             )
             cash = bk[_CASH]
             pos = bk[_POS]
@@ -449,6 +495,7 @@ def simulate_nb(
 
 
 # -- indicators and signal generators ---------------------------------------------------------------
+
 
 @njit(cache=True)
 def rolling_mean_nb(x, window):
@@ -585,9 +632,37 @@ def sma_grid_nb(
         tgt = cross_targets_nb(means[fast_row[j]], means[slow_row[j]], direction)
         equity = np.empty(close.shape[0])  # scratch: the metrics come from the curve, as in a single run
         _, st = simulate_nb(
-            open_, high, low, close, volume, tgt, MODE.signal, cash0, fill_at, latency, fee_rate, slip_rate,
-            stop_loss, take_profit, trailing, sizing, size, units_mode, leverage, participation, remainder,
-            max_hold, close_at_end, none, equity, empty, empty, out[j], False, empty, empty,
+            open_,
+            high,
+            low,
+            close,
+            volume,
+            tgt,
+            MODE.signal,
+            cash0,
+            fill_at,
+            latency,
+            fee_rate,
+            slip_rate,
+            stop_loss,
+            take_profit,
+            trailing,
+            sizing,
+            size,
+            units_mode,
+            leverage,
+            participation,
+            remainder,
+            max_hold,
+            close_at_end,
+            none,
+            equity,
+            empty,
+            empty,
+            out[j],
+            False,
+            empty,
+            empty,
         )
         status[j] = st
     return out, status

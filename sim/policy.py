@@ -75,14 +75,9 @@ def rollout(agent: Agent, market: Market, start: int, end: int) -> tuple[np.ndar
     k = 0
     with torch.no_grad():
         while True:
-            action = agent.greedy(torch.as_tensor(obs).unsqueeze(0))[0].numpy()
-            if market.config.action_space == "discrete":
-                n_s, n_p = market.nvec[1], market.nvec[2]
-                action = np.array(action[0] if action.ndim else action)
-                action = int(action)
-                act: Any = action
-            else:
-                act = action
+            chosen = agent.greedy(torch.as_tensor(obs).unsqueeze(0))[0].numpy()
+            # a Discrete policy has one categorical: its single output is the flattened action
+            act: Any = int(chosen[0]) if market.config.action_space == "discrete" else chosen
             obs, _, term, trunc, info = env.step(act)
             if info["target"] is not None:
                 targets[k] = info["target"]
@@ -99,8 +94,14 @@ def backtest(agent: Agent, market: Market, start: int, end: int) -> Result:
     """The policy's greedy orders over bars ``start..end``, run through the simulator (target mode)."""
     targets, sl, tp, _ = rollout(agent, market, start, end)
     b = market.bars
-    part = Bars(b.ts[start : end + 1], b.open[start : end + 1], b.high[start : end + 1], b.low[start : end + 1],
-                b.close[start : end + 1], b.volume[start : end + 1])
+    part = Bars(
+        b.ts[start : end + 1],
+        b.open[start : end + 1],
+        b.high[start : end + 1],
+        b.low[start : end + 1],
+        b.close[start : end + 1],
+        b.volume[start : end + 1],
+    )
     ex: Execution = market.config.execution
     return run(part, targets, ex, mode="target", stop_loss=sl, take_profit=tp)
 

@@ -110,12 +110,17 @@ class Agent(nn.Module):
         self.actor = _mlp(obs_dim, hidden, sum(self.nvec), 0.01)
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x).squeeze(-1)
+        out: torch.Tensor = self.critic(x).squeeze(-1)
+        return out
 
     def dists(self, x: torch.Tensor) -> list[torch.distributions.Categorical]:
-        return [torch.distributions.Categorical(logits=part) for part in torch.split(self.actor(x), self.nvec, dim=-1)]
+        return [
+            torch.distributions.Categorical(logits=part) for part in torch.split(self.actor(x), list(self.nvec), dim=-1)
+        ]
 
-    def act(self, x: torch.Tensor, action: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def act(
+        self, x: torch.Tensor, action: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(action, log-probability, entropy, value); samples the action unless one is given."""
         dists = self.dists(x)
         if action is None:
@@ -126,11 +131,18 @@ class Agent(nn.Module):
 
     def greedy(self, x: torch.Tensor) -> torch.Tensor:
         """The most likely action (for evaluation and backtests)."""
-        return torch.stack([p.argmax(-1) for p in torch.split(self.actor(x), self.nvec, dim=-1)], dim=-1)
+        return torch.stack([p.argmax(-1) for p in torch.split(self.actor(x), list(self.nvec), dim=-1)], dim=-1)
 
 
-def compute_gae(rewards: torch.Tensor, values: torch.Tensor, dones: torch.Tensor, next_value: torch.Tensor,
-                next_done: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    next_value: torch.Tensor,
+    next_done: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimates and returns for a (T, N) rollout.
 
     ``dones[t]`` says the observation at t started a new episode (the previous one ended at t-1).
@@ -265,8 +277,9 @@ def train(envs: Any, config: PPOConfig, progress: Callable[[dict[str, float]], N
                 mb_adv = b_adv[idx]
                 if config.norm_adv:
                     mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                pg_loss = torch.max(-mb_adv * ratio,
-                                    -mb_adv * torch.clamp(ratio, 1 - config.clip_coef, 1 + config.clip_coef)).mean()
+                pg_loss = torch.max(
+                    -mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1 - config.clip_coef, 1 + config.clip_coef)
+                ).mean()
                 if config.clip_vloss:
                     v_clipped = b_val[idx] + torch.clamp(new_val - b_val[idx], -config.clip_coef, config.clip_coef)
                     v_loss = 0.5 * torch.max((new_val - b_ret[idx]) ** 2, (v_clipped - b_ret[idx]) ** 2).mean()
@@ -278,13 +291,22 @@ def train(envs: Any, config: PPOConfig, progress: Callable[[dict[str, float]], N
                 loss.backward()
                 nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
                 optimizer.step()
-                for key, val in (("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", ent),
-                                 ("approx_kl", approx_kl), ("clipfrac", clipfrac)):
+                for key, val in (
+                    ("policy_loss", pg_loss),
+                    ("value_loss", v_loss),
+                    ("entropy", ent),
+                    ("approx_kl", approx_kl),
+                    ("clipfrac", clipfrac),
+                ):
                     stats[key] += float(val.detach())
                 n_mb += 1
-        row = {"update": float(update), "steps": float(steps),
-               "episodic_return": float(np.mean(finished)) if finished else float("nan"),
-               "episodes": float(len(finished)), "lr": float(optimizer.param_groups[0]["lr"])}
+        row = {
+            "update": float(update),
+            "steps": float(steps),
+            "episodic_return": float(np.mean(finished)) if finished else float("nan"),
+            "episodes": float(len(finished)),
+            "lr": float(optimizer.param_groups[0]["lr"]),
+        }
         row.update({k: v / n_mb for k, v in stats.items()})
         out.curve.append(row)
         sps = T * N / max(time.perf_counter() - t_update, 1e-9)

@@ -7,9 +7,9 @@ Signals are decided on bar i's close and filled by the execution model (next ope
 
 from __future__ import annotations
 
-import numpy as np
-
 from typing import Any
+
+import numpy as np
 
 from . import kernels as _kernels
 from .engine import _direction

@@ -5,12 +5,44 @@ import importlib
 import pytest
 
 EXPECTED = {
-    "schemas": {"Check", "CheckFailed", "Column", "LakeError", "Registry", "Schema", "SchemaError", "UnknownType",
-                "ValidationError", "Violation", "bad_rows", "conform", "find_violations", "first_error",
-                "load_schema_file", "validate"},
-    "artifact_store": {"AmbiguousRef", "Artifact", "CorruptArtifact", "GcReport", "InvalidInput", "Lake", "Lineage",
-                       "LineageNode", "NotFound", "Problem", "PublishResult", "VerifyFailed", "VerifyReport",
-                       "column_digest", "content_id", "default_path", "file_hash", "to_arrow"},
+    "schemas": {
+        "Check",
+        "CheckFailed",
+        "Column",
+        "LakeError",
+        "Registry",
+        "Schema",
+        "SchemaError",
+        "UnknownType",
+        "ValidationError",
+        "Violation",
+        "bad_rows",
+        "conform",
+        "find_violations",
+        "first_error",
+        "load_schema_file",
+        "validate",
+    },
+    "artifact_store": {
+        "AmbiguousRef",
+        "Artifact",
+        "CorruptArtifact",
+        "GcReport",
+        "InvalidInput",
+        "Lake",
+        "Lineage",
+        "LineageNode",
+        "NotFound",
+        "Problem",
+        "PublishResult",
+        "VerifyFailed",
+        "VerifyReport",
+        "column_digest",
+        "content_id",
+        "default_path",
+        "file_hash",
+        "to_arrow",
+    },
 }
 
 
@@ -26,8 +58,13 @@ def test_errors_form_one_hierarchy_with_exit_codes():
     from artifact_store import errors as store_errors
     from schemas import errors
 
-    for cls in (store_errors.NotFound, store_errors.AmbiguousRef, store_errors.InvalidInput, errors.ValidationError,
-                errors.UnknownType):
+    for cls in (
+        store_errors.NotFound,
+        store_errors.AmbiguousRef,
+        store_errors.InvalidInput,
+        errors.ValidationError,
+        errors.UnknownType,
+    ):
         assert issubclass(cls, errors.LakeError) and cls.exit_code == 2
     assert issubclass(store_errors.VerifyFailed, errors.CheckFailed) and store_errors.VerifyFailed.exit_code == 1
 

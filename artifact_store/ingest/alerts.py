@@ -89,7 +89,9 @@ def ingest_alerts(lake: Lake, path: str | Path, *, source: str | None = None, as
             bad.append((i, "unknown_side", f"unknown side {row.get('side')!r} (buy, sell, long or short)", row))
             continue
         if ts > cutoff:
-            bad.append((i, "future_ts", f"ts {ts.isoformat()} is in the future of the feed (as of {cutoff.isoformat()})", row))
+            bad.append(
+                (i, "future_ts", f"ts {ts.isoformat()} is in the future of the feed (as of {cutoff.isoformat()})", row)
+            )
             continue
         key = (ts, symbol, side, src)
         if key in seen:
@@ -100,11 +102,25 @@ def ingest_alerts(lake: Lake, path: str | Path, *, source: str | None = None, as
         if payload is None and extras:
             payload = json.dumps({c: row[c] for c in extras}, default=str, sort_keys=True)
         price = row.get("price")
-        good.append({"ts": ts, "symbol": symbol, "side": side, "source": str(src),
-                     "price": None if price is None else float(price), "payload": None if payload is None else str(payload)})
+        good.append(
+            {
+                "ts": ts,
+                "symbol": symbol,
+                "side": side,
+                "source": str(src),
+                "price": None if price is None else float(price),
+                "payload": None if payload is None else str(payload),
+            }
+        )
     good.sort(key=lambda r: (r["ts"], r["symbol"], r["side"], r["source"]))
-    schema = {"ts": pa.timestamp("us", tz="UTC"), "symbol": pa.string(), "side": pa.string(), "source": pa.string(),
-              "price": pa.float64(), "payload": pa.string()}
+    schema = {
+        "ts": pa.timestamp("us", tz="UTC"),
+        "symbol": pa.string(),
+        "side": pa.string(),
+        "source": pa.string(),
+        "price": pa.float64(),
+        "payload": pa.string(),
+    }
     days: dict[str, list[dict[str, Any]]] = {}
     for r in good:
         days.setdefault(r["ts"].strftime("%Y-%m-%d"), []).append(r)
@@ -121,17 +137,23 @@ def ingest_alerts(lake: Lake, path: str | Path, *, source: str | None = None, as
     raw_rec = lake.publish(raw, "table", name=f"raw/alerts/{name}", meta={"source_file": p.name})
     published = []
     for day, t in tables.items():
-        rec = lake.publish(t, "alerts", name=f"alerts/{name}/{day}", inputs=[raw_rec.id],
-                           meta={"source": name, "day": day})
+        rec = lake.publish(
+            t, "alerts", name=f"alerts/{name}/{day}", inputs=[raw_rec.id], meta={"source": name, "day": day}
+        )
         published.append({"day": day, "id": rec.id, "rows": rec.rows, "deduplicated": rec.deduplicated})
     q_id = None
     if bad:
-        q = pa.table({
-            "row": pa.array([b[0] for b in bad], pa.int64()),
-            "reason": pa.array([b[2] for b in bad], pa.string()),
-            "record": pa.array([json.dumps(b[3], default=str, sort_keys=True) for b in bad], pa.string()),
-        })
-        q_id = lake.publish(q, "quarantine", name=f"quarantine/alerts/{name}", inputs=[raw_rec.id],
-                            meta={"source": name}).id
+        q = pa.table(
+            {
+                "row": pa.array([b[0] for b in bad], pa.int64()),
+                "reason": pa.array([b[2] for b in bad], pa.string()),
+                "record": pa.array([json.dumps(b[3], default=str, sort_keys=True) for b in bad], pa.string()),
+            }
+        )
+        q_id = lake.publish(
+            q, "quarantine", name=f"quarantine/alerts/{name}", inputs=[raw_rec.id], meta={"source": name}
+        ).id
     reasons = Counter(b[1] for b in bad)
-    return AlertIngest(name, raw.num_rows, len(good), len(bad), dict(sorted(reasons.items())), raw_rec.id, published, q_id)
+    return AlertIngest(
+        name, raw.num_rows, len(good), len(bad), dict(sorted(reasons.items())), raw_rec.id, published, q_id
+    )

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -62,8 +63,13 @@ class Backfill:
     """Time spent validating, hashing and publishing."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"exchange": self.exchange, "timeframe": self.timeframe, "symbols": self.symbols,
-                "ccxt_seconds": self.ccxt_seconds, "our_seconds": self.our_seconds}
+        return {
+            "exchange": self.exchange,
+            "timeframe": self.timeframe,
+            "symbols": self.symbols,
+            "ccxt_seconds": self.ccxt_seconds,
+            "our_seconds": self.our_seconds,
+        }
 
 
 def parse_time_ms(text: str | int | None, what: str) -> int | None:
@@ -92,7 +98,9 @@ def _period(ms: int, partition: str) -> tuple[str, int, int]:
     return label, int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
 
-def make_exchange(name: str, api_url: str | None = None, *, timeout_ms: int = 10_000, rate_limit_ms: int | None = None) -> Any:
+def make_exchange(
+    name: str, api_url: str | None = None, *, timeout_ms: int = 10_000, rate_limit_ms: int | None = None
+) -> Any:
     """A ccxt client with rate limiting on; ``api_url`` replaces the scheme and host of every REST URL."""
     import ccxt
 
@@ -101,8 +109,11 @@ def make_exchange(name: str, api_url: str | None = None, *, timeout_ms: int = 10
 
         hint = difflib.get_close_matches(name, ccxt.exchanges, n=1)
         raise InvalidInput(f"unknown exchange {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""))
-    config: dict[str, Any] = {"enableRateLimit": True, "timeout": timeout_ms,
-                              "options": {"fetchMarkets": ["spot"], "fetchCurrencies": False}}
+    config: dict[str, Any] = {
+        "enableRateLimit": True,
+        "timeout": timeout_ms,
+        "options": {"fetchMarkets": ["spot"], "fetchCurrencies": False},
+    }
     if rate_limit_ms is not None:
         config["rateLimit"] = rate_limit_ms
     exchange = getattr(ccxt, name)(config)
@@ -123,7 +134,14 @@ def make_exchange(name: str, api_url: str | None = None, *, timeout_ms: int = 10
     return exchange
 
 
-def _call(fn: Callable[[], Any], *, retries: int, base_delay: float, rng: random.Random, on_retry: Callable[[str], None] | None) -> Any:
+def _call(
+    fn: Callable[[], Any],
+    *,
+    retries: int,
+    base_delay: float,
+    rng: random.Random,
+    on_retry: Callable[[str], None] | None,
+) -> Any:
     import ccxt
 
     attempt = 0
@@ -171,11 +189,17 @@ def _candles_table(rows: list[list[Any]], symbol: str) -> tuple[pa.Table, int]:
     _, first_rev = np.unique(ts[::-1], return_index=True)
     keep = len(ts) - 1 - first_rev  # ascending open time
     arr, ts = arr[keep], ts[keep]
-    table = pa.table({
-        "ts": pa.array(ts * 1000, pa.timestamp("us", tz="UTC")),
-        "symbol": pa.array([symbol] * len(ts), pa.string()),
-        "open": arr[:, 1], "high": arr[:, 2], "low": arr[:, 3], "close": arr[:, 4], "volume": arr[:, 5],
-    })
+    table = pa.table(
+        {
+            "ts": pa.array(ts * 1000, pa.timestamp("us", tz="UTC")),
+            "symbol": pa.array([symbol] * len(ts), pa.string()),
+            "open": arr[:, 1],
+            "high": arr[:, 2],
+            "low": arr[:, 3],
+            "close": arr[:, 4],
+            "volume": arr[:, 5],
+        }
+    )
     return table, len(rows) - len(ts)
 
 
@@ -250,8 +274,15 @@ def backfill(
             if cp is not None and cp > start:
                 start = cp
         start = -(-start // step) * step
-        info: dict[str, Any] = {"resumed_from": start if start != since_ms else None, "candles": 0, "pages": 0,
-                                "partitions": [], "gaps": 0, "duplicates": 0, "quarantined": 0}
+        info: dict[str, Any] = {
+            "resumed_from": start if start != since_ms else None,
+            "candles": 0,
+            "pages": 0,
+            "partitions": [],
+            "gaps": 0,
+            "duplicates": 0,
+            "quarantined": 0,
+        }
         report.symbols[symbol] = info
         cursor = start
         pending: list[list[Any]] = []
@@ -259,8 +290,13 @@ def backfill(
         while True:
             if cursor < end_ms:
                 t1 = time.perf_counter()
-                page = _call(lambda c=cursor: ex.fetch_ohlcv(symbol, timeframe, since=c, limit=limit),
-                             retries=retries, base_delay=base_delay, rng=rng, on_retry=retry)
+                page = _call(
+                    partial(ex.fetch_ohlcv, symbol, timeframe, since=cursor, limit=limit),
+                    retries=retries,
+                    base_delay=base_delay,
+                    rng=rng,
+                    on_retry=retry,
+                )
                 report.ccxt_seconds += time.perf_counter() - t1
                 info["pages"] += 1
                 # closed candles of the range only (the one still forming at `end` is left out)
@@ -269,8 +305,15 @@ def backfill(
                 pending += page
                 info["candles"] += len(page)
                 if progress is not None:
-                    progress({"symbol": symbol, "candles": info["candles"], "pages": info["pages"],
-                              "done_ms": min(cursor, end_ms) - start, "total_ms": max(end_ms - start, 1)})
+                    progress(
+                        {
+                            "symbol": symbol,
+                            "candles": info["candles"],
+                            "pages": info["pages"],
+                            "done_ms": min(cursor, end_ms) - start,
+                            "total_ms": max(end_ms - start, 1),
+                        }
+                    )
             finished = cursor >= end_ms
             # publish every partition wholly behind the cursor (all of them once the range is done)
             while p_start < end_ms and (p_end <= cursor or finished):
@@ -278,8 +321,24 @@ def backfill(
                 part = [r for r in pending if p_start <= r[0] < p_end]
                 pending = [r for r in pending if r[0] >= p_end]
                 complete = p_end <= end_ms
-                _publish_partition(lake, schema, conform, bad_rows, exchange, symbol, timeframe, step, label,
-                                   p_start, min(p_end, end_ms), part, complete, partition, info, ccxt.__version__)
+                _publish_partition(
+                    lake,
+                    schema,
+                    conform,
+                    bad_rows,
+                    exchange,
+                    symbol,
+                    timeframe,
+                    step,
+                    label,
+                    p_start,
+                    min(p_end, end_ms),
+                    part,
+                    complete,
+                    partition,
+                    info,
+                    ccxt.__version__,
+                )
                 if complete:
                     _set_checkpoint(lake, exchange, symbol, timeframe, p_end)
                 report.our_seconds += time.perf_counter() - t2
@@ -290,9 +349,24 @@ def backfill(
     return report
 
 
-def _publish_partition(lake: Lake, schema: Any, conform: Any, bad_rows: Any, exchange: str, symbol: str,
-                       timeframe: str, step: int, label: str, start: int, end: int, rows: list[list[Any]],
-                       complete: bool, partition: str, info: dict[str, Any], ccxt_version: str) -> None:
+def _publish_partition(
+    lake: Lake,
+    schema: Any,
+    conform: Any,
+    bad_rows: Any,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    step: int,
+    label: str,
+    start: int,
+    end: int,
+    rows: list[list[Any]],
+    complete: bool,
+    partition: str,
+    info: dict[str, Any],
+    ccxt_version: str,
+) -> None:
     import json
 
     import pyarrow as pa
@@ -306,29 +380,51 @@ def _publish_partition(lake: Lake, schema: Any, conform: Any, bad_rows: Any, exc
 
         keep = pa.array(np.setdiff1d(np.arange(table.num_rows), bad), pa.int64())
         records = table.take(pa.array(bad)).to_pylist()
-        quarantine = pa.table({
-            "row": pa.array(bad, pa.int64()),
-            "reason": pa.array(reasons, pa.string()),
-            "record": pa.array([json.dumps(r, default=str, sort_keys=True) for r in records], pa.string()),
-        })
-        lake.publish(quarantine, "quarantine", name=f"quarantine/{base}",
-                     meta={"source": "ccxt", "exchange": exchange, "symbol": symbol, "timeframe": timeframe})
+        quarantine = pa.table(
+            {
+                "row": pa.array(bad, pa.int64()),
+                "reason": pa.array(reasons, pa.string()),
+                "record": pa.array([json.dumps(r, default=str, sort_keys=True) for r in records], pa.string()),
+            }
+        )
+        lake.publish(
+            quarantine,
+            "quarantine",
+            name=f"quarantine/{base}",
+            meta={"source": "ccxt", "exchange": exchange, "symbol": symbol, "timeframe": timeframe},
+        )
         table = table.take(keep)
         info["quarantined"] += len(bad)
     ts_ms = table.column("ts").cast(pa.int64()).to_numpy() // 1000
     gaps = _gaps(ts_ms, start, end, step)
     missing = sum((b - a) // step + 1 for a, b in gaps)
     meta = {
-        "source": "ccxt", "exchange": exchange, "symbol": symbol, "timeframe": timeframe, "partition": partition,
-        "period": label, "complete": complete, "ccxt_version": ccxt_version,
-        "first_ts": int(ts_ms[0]) if len(ts_ms) else None, "last_ts": int(ts_ms[-1]) if len(ts_ms) else None,
+        "source": "ccxt",
+        "exchange": exchange,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "partition": partition,
+        "period": label,
+        "complete": complete,
+        "ccxt_version": ccxt_version,
+        "first_ts": int(ts_ms[0]) if len(ts_ms) else None,
+        "last_ts": int(ts_ms[-1]) if len(ts_ms) else None,
         "gap_count": missing,
-        "gaps": [[datetime.fromtimestamp(a / 1000, UTC).isoformat(), datetime.fromtimestamp(b / 1000, UTC).isoformat()]
-                 for a, b in gaps[:100]],
+        "gaps": [
+            [datetime.fromtimestamp(a / 1000, UTC).isoformat(), datetime.fromtimestamp(b / 1000, UTC).isoformat()]
+            for a, b in gaps[:100]
+        ],
         "duplicates_dropped": dups,
     }
     rec = lake.publish(table, "ohlcv", name=f"ohlcv/{base}", meta=meta)
-    info["partitions"].append({"name": f"ohlcv/{base}", "id": rec.id, "rows": rec.rows, "gap_count": missing,
-                               "deduplicated": rec.deduplicated})
+    info["partitions"].append(
+        {
+            "name": f"ohlcv/{base}",
+            "id": rec.id,
+            "rows": rec.rows,
+            "gap_count": missing,
+            "deduplicated": rec.deduplicated,
+        }
+    )
     info["gaps"] += missing
     info["duplicates"] += dups

@@ -70,7 +70,8 @@ def parse_ts(column: pa.ChunkedArray, *, tz: str | None, unit: str | None, where
             column = pc.cast(pc.round(pc.multiply(column, scale)), pa.int64())
             unit = "us"
         return pc.cast(column.cast(pa.int64()).cast(pa.timestamp(unit)), pa.timestamp(unit)).cast(
-            pa.timestamp(unit, tz="UTC"))
+            pa.timestamp(unit, tz="UTC")
+        )
     if pt.is_string(t) or pt.is_large_string(t):
         try:
             parsed = pc.cast(column, pa.timestamp("us", tz="UTC"))  # ISO strings with an offset
@@ -87,7 +88,9 @@ def parse_ts(column: pa.ChunkedArray, *, tz: str | None, unit: str | None, where
             try:
                 column = pc.assume_timezone(column, timezone=tz or "UTC", ambiguous="raise", nonexistent="raise")
             except (pa.ArrowInvalid, ValueError) as exc:
-                raise InvalidInput(f"{where}: column 'ts': {str(exc).splitlines()[0]} (time zone {tz or 'UTC'})") from exc
+                raise InvalidInput(
+                    f"{where}: column 'ts': {str(exc).splitlines()[0]} (time zone {tz or 'UTC'})"
+                ) from exc
         return column.cast(pa.timestamp(t.unit, tz="UTC"))
     if pt.is_date(t):
         return column.cast(pa.timestamp("s")).cast(pa.timestamp("s", tz="UTC"))
@@ -97,8 +100,9 @@ def parse_ts(column: pa.ChunkedArray, *, tz: str | None, unit: str | None, where
 def apply_mapping(table: pa.Table, mapping: dict[str, str], where: str) -> pa.Table:
     missing = [src for src in mapping if src not in table.column_names]
     if missing:
-        raise InvalidInput(f"{where}: --map names column {missing[0]!r}, which the file lacks "
-                           f"(it has {', '.join(table.column_names)})")
+        raise InvalidInput(
+            f"{where}: --map names column {missing[0]!r}, which the file lacks (it has {', '.join(table.column_names)})"
+        )
     return table.rename_columns([mapping.get(c, c) for c in table.column_names])
 
 
@@ -125,11 +129,15 @@ def import_file(
     table = apply_mapping(raw, mapping or {}, where)
     if symbol is not None:
         col = pa.array([symbol] * table.num_rows, pa.string())
-        table = table.set_column(table.column_names.index("symbol"), "symbol", col) if "symbol" in table.column_names \
+        table = (
+            table.set_column(table.column_names.index("symbol"), "symbol", col)
+            if "symbol" in table.column_names
             else table.append_column("symbol", col)
+        )
     if "ts" in table.column_names:
-        table = table.set_column(table.column_names.index("ts"), "ts",
-                                 parse_ts(table.column("ts"), tz=tz, unit=ts_unit, where=where))
+        table = table.set_column(
+            table.column_names.index("ts"), "ts", parse_ts(table.column("ts"), tz=tz, unit=ts_unit, where=where)
+        )
     conformed = conform(table, schema, where)
     bad = find_violations(conformed, schema)
     if bad:

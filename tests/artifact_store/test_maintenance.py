@@ -82,7 +82,13 @@ def test_four_processes_publishing_at_once_lose_nothing_and_duplicate_nothing(tm
     root = tmp_path / "lake"
     Lake.open(root).close()
     procs = [
-        subprocess.Popen([PYTHON, "-c", PUBLISH, str(root), str(w)], env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [PYTHON, "-c", PUBLISH, str(root), str(w)],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for w in range(4)
     ]
     outs = [p.communicate(timeout=240) for p in procs]
@@ -115,7 +121,12 @@ def test_a_publisher_killed_mid_publish_leaves_a_lake_verify_explains_and_gc_cle
     root = tmp_path / "lake"
     with Lake.open(root) as lk:
         keep = lk.publish(ohlcv, "ohlcv", name="keep").id
-    proc = subprocess.run([PYTHON, "-c", CRASH, str(root)], env=subprocess_env(ARTIFACT_LAKE_CRASH_AT=where), capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [PYTHON, "-c", CRASH, str(root)],
+        env=subprocess_env(ARTIFACT_LAKE_CRASH_AT=where),
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL
     with Lake.open(root) as lk:
         report = lk.verify()

@@ -81,8 +81,17 @@ def test_prefixes_resolve_and_ambiguity_is_an_error(lake, ohlcv):
         lake.resolve(rec.id[:5])
     with mf.immediate(lake.db):
         for tail in ("1", "2"):
-            mf.insert_artifact(lake.db, artifact_id="abcdef" + tail * 58, type_name="table", schema_version=1,
-                               file_hash="0" * 64, rows=0, size=0, columns=[], meta={})
+            mf.insert_artifact(
+                lake.db,
+                artifact_id="abcdef" + tail * 58,
+                type_name="table",
+                schema_version=1,
+                file_hash="0" * 64,
+                rows=0,
+                size=0,
+                columns=[],
+                meta={},
+            )
     with pytest.raises(AmbiguousRef, match="id prefix 'abcdef' matches several artifacts"):
         lake.resolve("abcdef")
     assert lake.resolve("abcdef1") == "abcdef" + "1" * 58
@@ -154,7 +163,8 @@ def test_run_ids_are_kept_on_edges(lake):
 
 def test_lake_schema_folder_types_can_be_published(lake):
     (lake.root / "schemas" / "fills.toml").write_text(
-        'name = "fills"\nversion = 1\n[[columns]]\nname = "qty"\ntype = "float64"\n')
+        'name = "fills"\nversion = 1\n[[columns]]\nname = "qty"\ntype = "float64"\n'
+    )
     fresh = Lake.open(lake.root)
     rec = fresh.publish(pa.table({"qty": [1, 2]}), "fills")  # ints cast losslessly to the declared float64
     assert fresh.read(rec.id).schema.field("qty").type == pa.float64()

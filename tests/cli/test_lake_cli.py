@@ -94,12 +94,20 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_lake_unchanged(run, pq_file
     pq.write_table(t, broken)
     before = lake_state(run.root)
     cases = [
-        (["publish", str(tmp_path / "nope.parquet"), "--type", "ohlcv"], f"error: {tmp_path / 'nope.parquet'}: no such file"),
+        (
+            ["publish", str(tmp_path / "nope.parquet"), "--type", "ohlcv"],
+            f"error: {tmp_path / 'nope.parquet'}: no such file",
+        ),
         (["publish", str(text), "--type", "ohlcv"], f"error: {text}: not a readable Parquet file"),
-        (["publish", str(broken), "--type", "ohlcv"],
-         f"error: {broken}: type 'ohlcv': column 'low', row 5: value 1000000000.0 breaks low <= open"),
+        (
+            ["publish", str(broken), "--type", "ohlcv"],
+            f"error: {broken}: type 'ohlcv': column 'low', row 5: value 1000000000.0 breaks low <= open",
+        ),
         (["publish", str(pq_file), "--type", "ohlc"], "error: unknown artifact type 'ohlc'; did you mean 'ohlcv'?"),
-        (["publish", str(pq_file), "--type", "ohlcv", "--meta", "novalue"], "error: malformed --meta 'novalue': use KEY=VALUE"),
+        (
+            ["publish", str(pq_file), "--type", "ohlcv", "--meta", "novalue"],
+            "error: malformed --meta 'novalue': use KEY=VALUE",
+        ),
         (["show", "0123456789"], "error: no artifact matches '0123456789'"),
         (["show", "btx"], "error: no artifact matches 'btx'; did you mean 'btc'?"),
         (["lineage", "btc@v7"], "error: 'btc' has no version 7 (latest is v1)"),
@@ -120,8 +128,17 @@ def test_ambiguous_prefix_is_exit_2(run):
 
     with Lake.open(run.root) as lk, mf.immediate(lk.db):
         for tail in "12":
-            mf.insert_artifact(lk.db, artifact_id="abcdef" + tail * 58, type_name="table", schema_version=1,
-                               file_hash="0" * 64, rows=0, size=0, columns=[], meta={})
+            mf.insert_artifact(
+                lk.db,
+                artifact_id="abcdef" + tail * 58,
+                type_name="table",
+                schema_version=1,
+                file_hash="0" * 64,
+                rows=0,
+                size=0,
+                columns=[],
+                meta={},
+            )
     r = run("show", "abcdef")
     assert r.exit_code == 2 and _err(r).startswith("error: id prefix 'abcdef' matches several artifacts")
 
@@ -192,8 +209,13 @@ def test_every_command_has_help_and_a_readme_line():
 
 def test_console_script_runs_as_a_real_process_without_heavy_imports(tmp_path, pq_file):
     root = tmp_path / "lake"
-    pub = subprocess.run(["lake", "--lake", str(root), "publish", str(pq_file), "--type", "ohlcv", "--json"],
-                         capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    pub = subprocess.run(
+        ["lake", "--lake", str(root), "publish", str(pq_file), "--type", "ohlcv", "--json"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+    )
     assert pub.returncode == 0, pub.stderr
     artifact_id = json.loads(pub.stdout)["id"]
     probe = (
@@ -210,5 +232,7 @@ def test_console_script_runs_as_a_real_process_without_heavy_imports(tmp_path, p
     loaded = set(json.loads(r.stderr.strip().splitlines()[-1]))
     heavy = {"torch", "numba", "duckdb", "polars", "sqlite_utils", "pyarrow", "pandas", "numpy"}
     assert not heavy & loaded, heavy & loaded
-    bad = subprocess.run(["lake", "--lake", str(root), "show", "ffffff"], capture_output=True, text=True, env=subprocess_env())
+    bad = subprocess.run(
+        ["lake", "--lake", str(root), "show", "ffffff"], capture_output=True, text=True, env=subprocess_env()
+    )
     assert bad.returncode == 2 and bad.stderr == "error: no artifact matches 'ffffff'\n"

@@ -66,8 +66,15 @@ def test_execute_publishes_results_with_lineage_to_every_input_and_a_sweep(elake
         assert elake.resolve(f"exp/sma/{role}") == artifact_id
     metrics = elake.read(run.results["metrics"]).to_pylist()
     assert [(m["combo"], m["symbol"], m["fast"], m["slow"]) for m in metrics] == [
-        (0, "A", 5, 30), (0, "B", 5, 30), (1, "A", 5, 60), (1, "B", 5, 60),
-        (2, "A", 10, 30), (2, "B", 10, 30), (3, "A", 10, 60), (3, "B", 10, 60)]
+        (0, "A", 5, 30),
+        (0, "B", 5, 30),
+        (1, "A", 5, 60),
+        (1, "B", 5, 60),
+        (2, "A", 10, 30),
+        (2, "B", 10, 30),
+        (3, "A", 10, 60),
+        (3, "B", 10, 60),
+    ]
     for col in ("final_equity", "total_return", "n_trades", "max_drawdown", "sharpe"):
         assert col in metrics[0]
     rec = runs_of(elake.db, exp.id)[0]
@@ -92,15 +99,18 @@ def test_a_failed_run_publishes_nothing_and_says_why(elake):
     ("change", "message"),
     [
         (('kind = "backtest"', 'kind = "backtest"\nfoo = 1'), "unknown spec key 'foo'"),
-        (('fee_bps = 10.0', 'fees_bps = 10.0'), "unknown spec key execution.'fees_bps' (did you mean 'fee_bps'?)"),
-        (('direction = "long"', 'direction = 3'), "spec key 'strategy.direction': must be str, not int 3"),
+        (("fee_bps = 10.0", "fees_bps = 10.0"), "unknown spec key execution.'fees_bps' (did you mean 'fee_bps'?)"),
+        (('direction = "long"', "direction = 3"), "spec key 'strategy.direction': must be str, not int 3"),
         (('name = "sma_cross"', 'name = "sma_crosss"'), "unknown strategy 'sma_crosss' (did you mean 'sma_cross'?)"),
         (('ohlcv = ["px"]', 'ohlcv = ["nope"]'), "spec key 'inputs.ohlcv': no artifact matches 'nope'"),
         (('ohlcv = ["px"]', 'ohlcv = ["feed"]'), "spec key 'inputs.ohlcv': 'feed' is a 'alerts' artifact, not 'ohlcv'"),
-        (('[inputs]\nohlcv = ["px"]', '[inputs]'), "spec key 'inputs.ohlcv': missing"),
-        (('fast = [5, 10]', 'fast = [5, 100]'), "strategy 'sma_cross' (direction='long', fast=100, slow=30): fast (100) must be below slow (30)"),
-        (('fee_bps = 10.0', 'fee_bps = -1.0'), "spec key 'execution': execution.fee_bps must be between 0 and 10000"),
-        (('seed = 7', 'seed = "x"'), "spec key 'seed': must be int"),
+        (('[inputs]\nohlcv = ["px"]', "[inputs]"), "spec key 'inputs.ohlcv': missing"),
+        (
+            ("fast = [5, 10]", "fast = [5, 100]"),
+            "strategy 'sma_cross' (direction='long', fast=100, slow=30): fast (100) must be below slow (30)",
+        ),
+        (("fee_bps = 10.0", "fee_bps = -1.0"), "spec key 'execution': execution.fee_bps must be between 0 and 10000"),
+        (("seed = 7", 'seed = "x"'), "spec key 'seed': must be int"),
     ],
 )
 def test_bad_specs_name_the_key(elake, change, message):
@@ -180,10 +190,20 @@ max_concurrent = [1, 5]
     m = elake.read(run.results["metrics"]).to_pylist()
     assert [x["max_concurrent"] for x in m] == [1, 5] and m[0]["n_trades"] <= m[1]["n_trades"]
     # an alert at the very end of the data has no bars after it: required coverage refuses the run
-    late = pa.table({"ts": pa.array([2_000_000_000_000_000], pa.timestamp("us", tz="UTC")), "symbol": ["A"],
-                     "side": ["buy"], "source": ["x"], "price": [None], "payload": [None]})
+    late = pa.table(
+        {
+            "ts": pa.array([2_000_000_000_000_000], pa.timestamp("us", tz="UTC")),
+            "symbol": ["A"],
+            "side": ["buy"],
+            "source": ["x"],
+            "price": [None],
+            "payload": [None],
+        }
+    )
     elake.publish(late, "alerts", name="late")
-    strict = spec.replace('["feed"]', '["late"]').replace("max_hold_bars = 30", "max_hold_bars = 30\nrequire_coverage = true")
+    strict = spec.replace('["feed"]', '["late"]').replace(
+        "max_hold_bars = 30", "max_hold_bars = 30\nrequire_coverage = true"
+    )
     with pytest.raises(SpecError, match="has none OHLCV coverage"):
         execute(elake, create(elake, parse_spec(strict))[0].id)
 
@@ -200,8 +220,9 @@ def test_cli_end_to_end_in_a_real_process(elake, tmp_path):
     root = str(elake.root)
 
     def run(*args):
-        return subprocess.run(["experiments", "--lake", root, *args], capture_output=True, text=True,
-                              env=subprocess_env(), timeout=300)
+        return subprocess.run(
+            ["experiments", "--lake", root, *args], capture_output=True, text=True, env=subprocess_env(), timeout=300
+        )
 
     created = run("create", str(spec_file), "--json")
     assert created.returncode == 0, created.stderr

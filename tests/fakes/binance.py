@@ -38,17 +38,39 @@ def candles(symbol: str, opens_ms: np.ndarray, step_ms: int) -> list[list]:
     lo = np.minimum(o, c) * (1 - 0.001 * np.abs(_noise(k, salt + 3)))
     v = 5 + 4 * _noise(k, salt + 4)
     return [
-        [int(t), f"{a:.2f}", f"{b:.2f}", f"{d:.2f}", f"{e:.2f}", f"{f:.5f}", int(t) + step_ms - 1, f"{f * e:.2f}", 10,
-         f"{f / 2:.5f}", f"{f * e / 2:.2f}", "0"]
-        for t, a, b, d, e, f in zip(opens_ms.tolist(), o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist(), strict=True)
+        [
+            int(t),
+            f"{a:.2f}",
+            f"{b:.2f}",
+            f"{d:.2f}",
+            f"{e:.2f}",
+            f"{f:.5f}",
+            int(t) + step_ms - 1,
+            f"{f * e:.2f}",
+            10,
+            f"{f / 2:.5f}",
+            f"{f * e / 2:.2f}",
+            "0",
+        ]
+        for t, a, b, d, e, f in zip(
+            opens_ms.tolist(), o.tolist(), h.tolist(), lo.tolist(), c.tolist(), v.tolist(), strict=True
+        )
     ]
 
 
 class FakeBinance:
     """Start with ``with FakeBinance(now_ms=...) as ex: ex.url``; ``ex.requests`` counts kline calls."""
 
-    def __init__(self, *, now_ms: int, listed_from_ms: int = 0, faults: list[str] | None = None,
-                 gaps: set[int] | None = None, timeout_sleep: float = 1.5, max_limit: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        now_ms: int,
+        listed_from_ms: int = 0,
+        faults: list[str] | None = None,
+        gaps: set[int] | None = None,
+        timeout_sleep: float = 1.5,
+        max_limit: int = 1000,
+    ) -> None:
         self.now_ms = now_ms
         self.listed_from_ms = listed_from_ms
         self.faults = list(faults or [])
@@ -107,17 +129,40 @@ class FakeBinance:
     def exchange_info(self) -> dict:
         symbols = []
         for sym, (base, quote, _) in SYMBOLS.items():
-            symbols.append({
-                "symbol": sym, "status": "TRADING", "baseAsset": base, "baseAssetPrecision": 8, "quoteAsset": quote,
-                "quotePrecision": 8, "quoteAssetPrecision": 8, "orderTypes": ["LIMIT", "MARKET"],
-                "icebergAllowed": True, "ocoAllowed": True, "isSpotTradingAllowed": True,
-                "isMarginTradingAllowed": False, "permissions": ["SPOT"], "permissionSets": [["SPOT"]],
-                "filters": [
-                    {"filterType": "PRICE_FILTER", "minPrice": "0.01", "maxPrice": "1000000.00", "tickSize": "0.01"},
-                    {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.00", "stepSize": "0.00001"},
-                ],
-            })
-        return {"timezone": "UTC", "serverTime": self.now_ms, "rateLimits": [], "exchangeFilters": [], "symbols": symbols}
+            symbols.append(
+                {
+                    "symbol": sym,
+                    "status": "TRADING",
+                    "baseAsset": base,
+                    "baseAssetPrecision": 8,
+                    "quoteAsset": quote,
+                    "quotePrecision": 8,
+                    "quoteAssetPrecision": 8,
+                    "orderTypes": ["LIMIT", "MARKET"],
+                    "icebergAllowed": True,
+                    "ocoAllowed": True,
+                    "isSpotTradingAllowed": True,
+                    "isMarginTradingAllowed": False,
+                    "permissions": ["SPOT"],
+                    "permissionSets": [["SPOT"]],
+                    "filters": [
+                        {
+                            "filterType": "PRICE_FILTER",
+                            "minPrice": "0.01",
+                            "maxPrice": "1000000.00",
+                            "tickSize": "0.01",
+                        },
+                        {"filterType": "LOT_SIZE", "minQty": "0.00001", "maxQty": "9000.00", "stepSize": "0.00001"},
+                    ],
+                }
+            )
+        return {
+            "timezone": "UTC",
+            "serverTime": self.now_ms,
+            "rateLimits": [],
+            "exchangeFilters": [],
+            "symbols": symbols,
+        }
 
     def klines(self, h: BaseHTTPRequestHandler, q: dict[str, str]) -> None:
         with self.lock:

@@ -34,8 +34,9 @@ def plake(tmp_path):
 def run_backfill(lk, fb, symbols=("BTC/USDT",), **kw):
     kw.setdefault("rate_limit_ms", 1)
     kw.setdefault("base_delay", 0.01)
-    return backfill(lk, "binance", list(symbols), "1m", kw.pop("since", "2024-01-01"), kw.pop("until", None),
-                    api_url=fb.url, **kw)
+    return backfill(
+        lk, "binance", list(symbols), "1m", kw.pop("since", "2024-01-01"), kw.pop("until", None), api_url=fb.url, **kw
+    )
 
 
 def test_a_backfill_survives_every_injected_fault(plake):
@@ -46,11 +47,16 @@ def test_a_backfill_survives_every_injected_fault(plake):
     info = report.symbols["BTC/USDT"]
     assert info["retries"] == {"DDoSProtection": 1, "OperationFailed": 2, "RequestTimeout": 1}
     names = [p["name"] for p in info["partitions"]]
-    assert names == ["ohlcv/binance/BTC/USDT/1m/2024-01-01", "ohlcv/binance/BTC/USDT/1m/2024-01-02",
-                     "ohlcv/binance/BTC/USDT/1m/2024-01-03.partial"]
+    assert names == [
+        "ohlcv/binance/BTC/USDT/1m/2024-01-01",
+        "ohlcv/binance/BTC/USDT/1m/2024-01-02",
+        "ohlcv/binance/BTC/USDT/1m/2024-01-03.partial",
+    ]
     assert info["duplicates"] == 1 and info["quarantined"] == 1
     day1 = plake.get(names[0])
-    assert day1.meta["gap_count"] == 2 and day1.meta["gaps"] == [["2024-01-01T00:10:00+00:00", "2024-01-01T00:11:00+00:00"]]
+    assert day1.meta["gap_count"] == 2 and day1.meta["gaps"] == [
+        ["2024-01-01T00:10:00+00:00", "2024-01-01T00:11:00+00:00"]
+    ]
     assert day1.meta["complete"] is True and day1.meta["exchange"] == "binance" and day1.meta["ccxt_version"]
     assert plake.get(names[2]).meta["complete"] is False
     # candles are exactly the exchange's, sorted, no duplicates, nothing invented
@@ -86,11 +92,22 @@ def test_rerun_is_idempotent_and_the_open_period_is_replaced_when_complete(plake
 
 def test_month_partitions_and_an_explicit_until(plake):
     with FakeBinance(now_ms=T0 + 40 * DAY) as fb:
-        rep = backfill(plake, "binance", ["ETH/USDT"], "1h", "2024-01-30", "2024-02-02T00:00:00Z", partition="month",
-                       api_url=fb.url, rate_limit_ms=1)
+        rep = backfill(
+            plake,
+            "binance",
+            ["ETH/USDT"],
+            "1h",
+            "2024-01-30",
+            "2024-02-02T00:00:00Z",
+            partition="month",
+            api_url=fb.url,
+            rate_limit_ms=1,
+        )
     parts = rep.symbols["ETH/USDT"]["partitions"]
     assert [(p["name"], p["rows"]) for p in parts] == [
-        ("ohlcv/binance/ETH/USDT/1h/2024-01", 48), ("ohlcv/binance/ETH/USDT/1h/2024-02.partial", 24)]
+        ("ohlcv/binance/ETH/USDT/1h/2024-01", 48),
+        ("ohlcv/binance/ETH/USDT/1h/2024-02.partial", 24),
+    ]
 
 
 def test_permanent_failures_are_one_clear_line(plake):
@@ -102,11 +119,37 @@ def test_permanent_failures_are_one_clear_line(plake):
             (["BTC/USDT", "--timeframe", "7m"], "error: binance has no timeframe '7m'"),
             (["BTC/USDT", "--timeframe", "1m", "--partition", "year"], "Invalid value for '--partition'"),
         ]:
-            r = CliRunner().invoke(lake_cli, ["--lake", str(plake.root), "ingest", "ccxt", "binance", *args,
-                                               "--since", "2024-01-01", "--api-url", fb.url])
+            r = CliRunner().invoke(
+                lake_cli,
+                [
+                    "--lake",
+                    str(plake.root),
+                    "ingest",
+                    "ccxt",
+                    "binance",
+                    *args,
+                    "--since",
+                    "2024-01-01",
+                    "--api-url",
+                    fb.url,
+                ],
+            )
             assert r.exit_code == 2 and line in r.stderr, r.stderr
-    r = CliRunner().invoke(lake_cli, ["--lake", str(plake.root), "ingest", "ccxt", "binanse", "BTC/USDT",
-                                       "--timeframe", "1m", "--since", "2024-01-01"])
+    r = CliRunner().invoke(
+        lake_cli,
+        [
+            "--lake",
+            str(plake.root),
+            "ingest",
+            "ccxt",
+            "binanse",
+            "BTC/USDT",
+            "--timeframe",
+            "1m",
+            "--since",
+            "2024-01-01",
+        ],
+    )
     assert r.exit_code == 2 and r.stderr.startswith("error: unknown exchange 'binanse'; did you mean 'binance'?")
 
 
@@ -129,23 +172,35 @@ KILLED = textwrap.dedent(
 
 def test_kill_and_resume_leaves_no_holes_and_no_duplicates(plake):
     with FakeBinance(now_ms=T0 + 10 * DAY) as fb:
-        proc = subprocess.Popen([PYTHON, "-c", KILLED, str(plake.root), fb.url], env=subprocess_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [PYTHON, "-c", KILLED, str(plake.root), fb.url],
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.time() + 120
         while time.time() < deadline:
-            n = plake.db.execute("SELECT count(*) FROM names WHERE name LIKE 'ohlcv/binance/BTC/USDT/1h/%'").fetchone()[0]
+            n = plake.db.execute("SELECT count(*) FROM names WHERE name LIKE 'ohlcv/binance/BTC/USDT/1h/%'").fetchone()[
+                0
+            ]
             if n >= 3 or proc.poll() is not None:
                 break
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL, err
-        done_before = plake.db.execute("SELECT count(*) FROM names WHERE name LIKE 'ohlcv/binance/BTC/USDT/1h/%'").fetchone()[0]
+        done_before = plake.db.execute(
+            "SELECT count(*) FROM names WHERE name LIKE 'ohlcv/binance/BTC/USDT/1h/%'"
+        ).fetchone()[0]
         assert 3 <= done_before < 10
         report = backfill(plake, "binance", ["BTC/USDT"], "1h", "2024-01-01", None, api_url=fb.url, rate_limit_ms=1)
     assert report.symbols["BTC/USDT"]["resumed_from"] is not None
-    names = [r[0] for r in plake.db.execute(
-        "SELECT DISTINCT name FROM names WHERE name LIKE 'ohlcv/binance/BTC/USDT/1h/%' ORDER BY name")]
+    names = [
+        r[0]
+        for r in plake.db.execute(
+            "SELECT DISTINCT name FROM names WHERE name LIKE 'ohlcv/binance/BTC/USDT/1h/%' ORDER BY name"
+        )
+    ]
     assert names == [f"ohlcv/binance/BTC/USDT/1h/2024-01-{d:02d}" for d in range(1, 11)]
     p = plake.projection("ohlcv", {"ohlcv": names})
     hours = p.arrow("SELECT epoch_ms(ts) AS t FROM ohlcv ORDER BY ts").column("t").to_pylist()
@@ -156,9 +211,26 @@ def test_kill_and_resume_leaves_no_holes_and_no_duplicates(plake):
 
 def test_cli_json_and_progress_free_output(plake):
     with FakeBinance(now_ms=T0 + DAY // 2) as fb:
-        r = CliRunner().invoke(lake_cli, ["--lake", str(plake.root), "ingest", "ccxt", "binance", "BTC/USDT",
-                                          "--timeframe", "5m", "--since", "2024-01-01", "--api-url", fb.url,
-                                          "--rate-limit-ms", "1", "--json"])
+        r = CliRunner().invoke(
+            lake_cli,
+            [
+                "--lake",
+                str(plake.root),
+                "ingest",
+                "ccxt",
+                "binance",
+                "BTC/USDT",
+                "--timeframe",
+                "5m",
+                "--since",
+                "2024-01-01",
+                "--api-url",
+                fb.url,
+                "--rate-limit-ms",
+                "1",
+                "--json",
+            ],
+        )
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["symbols"]["BTC/USDT"]["candles"] == 144

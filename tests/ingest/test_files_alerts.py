@@ -66,8 +66,19 @@ def test_refused_file_imports_leave_the_lake_unchanged(plake, tmp_path):
     mapping = {"Time": "ts", "Sym": "symbol", "O": "open", "H": "high", "L": "low", "C": "close", "Vol": "volume"}
     with pytest.raises(ValidationError, match="column 'high', row 0: value 99.0 breaks high >= open"):
         import_file(plake, bad, "ohlcv", mapping=mapping)
-    r = CliRunner().invoke(lake_cli, ["--lake", str(plake.root), "ingest", "file", str(bad), "--type", "ohlcv",
-                                      *sum((["--map", f"{k}={v}"] for k, v in mapping.items()), [])])
+    r = CliRunner().invoke(
+        lake_cli,
+        [
+            "--lake",
+            str(plake.root),
+            "ingest",
+            "file",
+            str(bad),
+            "--type",
+            "ohlcv",
+            *sum((["--map", f"{k}={v}"] for k, v in mapping.items()), []),
+        ],
+    )
     assert r.exit_code == 2 and "breaks high >= open" in r.stderr and "Traceback" not in r.stderr
     assert lake_state(plake.root) == before
 
@@ -100,8 +111,9 @@ def test_alert_feed_quarantines_each_bad_row_with_its_reason(plake, tmp_path):
     before = lake_state(plake.root)
     again = ingest_alerts(plake, src, source="tv", as_of="2025-01-01")
     assert all(a["deduplicated"] for a in again.alerts) and lake_state(plake.root) == before
-    r = CliRunner().invoke(lake_cli, ["--lake", str(plake.root), "ingest", "alerts", str(src), "--source", "tv",
-                                      "--as-of", "2025-01-01"])
+    r = CliRunner().invoke(
+        lake_cli, ["--lake", str(plake.root), "ingest", "alerts", str(src), "--source", "tv", "--as-of", "2025-01-01"]
+    )
     assert r.exit_code == 0 and "7 rows: 2 alerts in 2 day(s), 5 quarantined" in r.stdout
 
 
@@ -109,10 +121,18 @@ def test_coverage_classes_and_missing_ranges(plake):
     bars = synthetic_ohlcv(("A",), bars=120, seed=1)
     o = plake.publish(bars.take([i for i in range(120) if not 60 <= i < 65]), "ohlcv").id
     t0 = bars.column("ts")[0].as_py()
-    feed = pa.table({"ts": pa.array([t0.replace(minute=20), t0.replace(minute=55), t0.replace(hour=3)],
-                                    pa.timestamp("us", tz="UTC")),
-                     "symbol": ["A", "A", "A"], "side": ["buy"] * 3, "source": ["s"] * 3,
-                     "price": pa.array([None] * 3, pa.float64()), "payload": pa.array([None] * 3, pa.string())})
+    feed = pa.table(
+        {
+            "ts": pa.array(
+                [t0.replace(minute=20), t0.replace(minute=55), t0.replace(hour=3)], pa.timestamp("us", tz="UTC")
+            ),
+            "symbol": ["A", "A", "A"],
+            "side": ["buy"] * 3,
+            "source": ["s"] * 3,
+            "price": pa.array([None] * 3, pa.float64()),
+            "payload": pa.array([None] * 3, pa.string()),
+        }
+    )
     al = plake.publish(feed, "alerts").id
     cov = coverage(plake, [al], [o], before="5m", after="10m", name="cov")
     assert cov.counts == {"full": 1, "partial": 1, "none": 1}
@@ -120,8 +140,10 @@ def test_coverage_classes_and_missing_ranges(plake):
     assert json.loads(rows[1]["missing"]) == [["2024-01-01T01:00:00+00:00", "2024-01-01T01:04:00+00:00"]]
     assert json.loads(rows[0]["missing"]) == []
     assert {a.id for a in plake.parents(cov.id)} == {al, o}
-    r = CliRunner().invoke(lake_cli, ["--lake", str(plake.root), "coverage", al, "--ohlcv", o, "--before", "5m",
-                                      "--after", "10m", "--json"])
+    r = CliRunner().invoke(
+        lake_cli,
+        ["--lake", str(plake.root), "coverage", al, "--ohlcv", o, "--before", "5m", "--after", "10m", "--json"],
+    )
     assert r.exit_code == 0 and json.loads(r.stdout)["id"] == cov.id  # same content: same artifact
     bad = CliRunner().invoke(lake_cli, ["--lake", str(plake.root), "coverage", al, "--ohlcv", o, "--before", "soon"])
     assert bad.exit_code == 2 and "not a duration: 'soon'" in bad.stderr

@@ -112,8 +112,16 @@ BUILD = textwrap.dedent(
 
 def test_concurrent_builds_of_one_key_end_with_one_valid_file(plake, two_parts):
     _, a, b = two_parts
-    procs = [subprocess.Popen([PYTHON, "-c", BUILD, str(plake.root), a, b], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=subprocess_env()) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [PYTHON, "-c", BUILD, str(plake.root), a, b],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=subprocess_env(),
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outs
     keys = {o[0].strip() for o in outs}
@@ -128,16 +136,30 @@ def test_alerts_windows_and_coverage_classes(plake):
     t = synthetic_ohlcv(("A",), bars=120, seed=2)  # 2024-01-01 00:00 .. 01:59, 1m bars
     o = plake.publish(t.take([i for i in range(120) if not 60 <= i < 65]), "ohlcv").id
     start = t.column("ts")[0].as_py()
-    alerts = pa.table({
-        "ts": pa.array([start.replace(minute=20), start.replace(minute=58), start.replace(hour=1, minute=59),
-                        start.replace(minute=30)], pa.timestamp("us", tz="UTC")),
-        "symbol": ["A", "A", "A", "Z"], "side": ["buy", "sell", "buy", "buy"], "source": ["s"] * 4,
-        "price": [None] * 4, "payload": [None] * 4,
-    })
+    alerts = pa.table(
+        {
+            "ts": pa.array(
+                [
+                    start.replace(minute=20),
+                    start.replace(minute=58),
+                    start.replace(hour=1, minute=59),
+                    start.replace(minute=30),
+                ],
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "symbol": ["A", "A", "A", "Z"],
+            "side": ["buy", "sell", "buy", "buy"],
+            "source": ["s"] * 4,
+            "price": [None] * 4,
+            "payload": [None] * 4,
+        }
+    )
     al = plake.publish(alerts, "alerts").id
     p = plake.projection("alerts_ohlcv", {"alerts": al, "ohlcv": o}, {"before": "10m", "after": "10m"})
-    cov = {r["ts"].strftime("%H:%M") + r["symbol"]: (r["coverage"], r["bars"], r["expected_bars"])
-           for r in p.arrow("SELECT * FROM coverage").to_pylist()}
+    cov = {
+        r["ts"].strftime("%H:%M") + r["symbol"]: (r["coverage"], r["bars"], r["expected_bars"])
+        for r in p.arrow("SELECT * FROM coverage").to_pylist()
+    }
     assert cov == {
         "00:20A": ("full", 21, 21),
         "00:58A": ("partial", 16, 21),  # 01:00-01:04 missing
@@ -152,11 +174,27 @@ def test_bad_inputs_are_clear_and_leave_nothing_behind(plake, two_parts, tmp_pat
     _, a, b = two_parts
     table_art = plake.publish(pa.table({"x": [1]}), "table").id
     cases = [
-        (lambda: plake.projection("ohlc", {"ohlcv": a}), UnknownSpec, "unknown projection spec 'ohlc'; did you mean 'ohlcv'?"),
+        (
+            lambda: plake.projection("ohlc", {"ohlcv": a}),
+            UnknownSpec,
+            "unknown projection spec 'ohlc'; did you mean 'ohlcv'?",
+        ),
         (lambda: plake.projection("ohlcv", {}), ProjectionError, "spec 'ohlcv' needs input role 'ohlcv'"),
-        (lambda: plake.projection("ohlcv", {"ohlcv": a, "olhcv": b}), ProjectionError, "has no input role 'olhcv'; did you mean 'ohlcv'?"),
-        (lambda: plake.projection("ohlcv", {"ohlcv": table_art}), ProjectionError, "needs an artifact of type 'ohlcv', but"),
-        (lambda: plake.projection("ohlcv", {"ohlcv": a}, {"timeframe": "soon"}), ProjectionError, "parameter 'timeframe': not a duration: 'soon'"),
+        (
+            lambda: plake.projection("ohlcv", {"ohlcv": a, "olhcv": b}),
+            ProjectionError,
+            "has no input role 'olhcv'; did you mean 'ohlcv'?",
+        ),
+        (
+            lambda: plake.projection("ohlcv", {"ohlcv": table_art}),
+            ProjectionError,
+            "needs an artifact of type 'ohlcv', but",
+        ),
+        (
+            lambda: plake.projection("ohlcv", {"ohlcv": a}, {"timeframe": "soon"}),
+            ProjectionError,
+            "parameter 'timeframe': not a duration: 'soon'",
+        ),
         (lambda: plake.projection("ohlcv", {"ohlcv": a}, {"tf": "1m"}), ProjectionError, "has no parameter 'tf'"),
     ]
     for call, exc, text in cases:
@@ -168,7 +206,8 @@ def test_bad_inputs_are_clear_and_leave_nothing_behind(plake, two_parts, tmp_pat
     spec_dir.mkdir(parents=True)
     (spec_dir / "broken.toml").write_text(
         'name = "broken"\nversion = 1\nrelations = ["x"]\n[[inputs]]\nrole = "t"\ntype = "table"\n'
-        '[sql]\ntext = "CREATE TABLE x AS SELECT nope FROM input_t"\n')
+        '[sql]\ntext = "CREATE TABLE x AS SELECT nope FROM input_t"\n'
+    )
     with pytest.raises(ProjectionError, match=r"spec 'broken': the SQL failed: Binder Error: .*nope"):
         plake.projection("broken", {"t": table_art})
     path = object_path(plake.root, b)
@@ -205,14 +244,42 @@ def test_cli_build_query_publish_and_errors(plake, two_parts, tmp_path):
     key = r.stdout.strip()
     assert run("projection", "show", key[:8], "--json").exit_code == 0
     assert key[:12] in run("projection", "list").stdout
-    q = run("query", "--projection", key[:8], "SELECT symbol, count(*) AS n FROM ohlcv GROUP BY ALL ORDER BY 1", "--format", "csv")
+    q = run(
+        "query",
+        "--projection",
+        key[:8],
+        "SELECT symbol, count(*) AS n FROM ohlcv GROUP BY ALL ORDER BY 1",
+        "--format",
+        "csv",
+    )
     assert q.stdout.splitlines() == ['"symbol","n"', '"A",500', '"B",500']
     out = tmp_path / "counts.parquet"
-    run("query", "--projection", key, "SELECT symbol, count(*) AS n FROM ohlcv GROUP BY ALL ORDER BY 1", "--format", "parquet", "--out", str(out))
+    run(
+        "query",
+        "--projection",
+        key,
+        "SELECT symbol, count(*) AS n FROM ohlcv GROUP BY ALL ORDER BY 1",
+        "--format",
+        "parquet",
+        "--out",
+        str(out),
+    )
     pub = run("publish", str(out), "--type", "table", "--name", "counts", "--input", a, "--input", b, "--json")
     assert pub.exit_code == 0
-    one = run("query", "--spec", "ohlcv", "--input", "ohlcv=part-a", "--input", f"ohlcv={b}",
-              "SELECT symbol, count(*) AS n FROM ohlcv GROUP BY ALL ORDER BY 1", "--publish", "--name", "counts", "--json")
+    one = run(
+        "query",
+        "--spec",
+        "ohlcv",
+        "--input",
+        "ohlcv=part-a",
+        "--input",
+        f"ohlcv={b}",
+        "SELECT symbol, count(*) AS n FROM ohlcv GROUP BY ALL ORDER BY 1",
+        "--publish",
+        "--name",
+        "counts",
+        "--json",
+    )
     assert one.exit_code == 0, one.output
     import json
 

@@ -54,7 +54,9 @@ def test_duplicate_and_out_of_order_timestamps_are_told_apart(reg, ohlcv):
 
 def test_interleaved_symbols_are_checked_per_symbol(reg, ohlcv):
     # rows ordered by time first, symbols interleaved: still strictly increasing per symbol
-    order = np.lexsort((ohlcv.column("symbol").to_numpy(zero_copy_only=False), ohlcv.column("ts").cast(pa.int64()).to_numpy()))
+    order = np.lexsort(
+        (ohlcv.column("symbol").to_numpy(zero_copy_only=False), ohlcv.column("ts").cast(pa.int64()).to_numpy())
+    )
     interleaved = ohlcv.take(order)
     validate(interleaved, reg.get("ohlcv"))
     ts = interleaved.column("ts").to_pylist()
@@ -64,7 +66,9 @@ def test_interleaved_symbols_are_checked_per_symbol(reg, ohlcv):
 
 
 def test_missing_and_unexpected_columns(reg, ohlcv):
-    with pytest.raises(ValidationError, match=r"missing column 'volume' required by type 'ohlcv' \(found 'vol'; rename it\)"):
+    with pytest.raises(
+        ValidationError, match=r"missing column 'volume' required by type 'ohlcv' \(found 'vol'; rename it\)"
+    ):
         validate(ohlcv.rename_columns(["ts", "symbol", "open", "high", "low", "close", "vol"]), reg.get("ohlcv"))
     with pytest.raises(ValidationError, match="unexpected column 'extra'"):
         validate(ohlcv.append_column("extra", pa.array([1] * len(ohlcv))), reg.get("ohlcv"))
@@ -85,14 +89,23 @@ def test_lossless_casts_are_applied_and_lossy_ones_refused(reg, ohlcv):
     text = ohlcv.set_column(2, "open", pa.array(["1.0"] * len(ohlcv)))
     with pytest.raises(ValidationError, match="column 'open' is string but the schema declares double"):
         conform(text, schema)
-    ns = ohlcv.set_column(0, "ts", pa.array(ohlcv.column("ts").cast(pa.int64()).to_numpy() * 1000 + 1, pa.timestamp("ns", tz="UTC")))
+    ns = ohlcv.set_column(
+        0, "ts", pa.array(ohlcv.column("ts").cast(pa.int64()).to_numpy() * 1000 + 1, pa.timestamp("ns", tz="UTC"))
+    )
     with pytest.raises(ValidationError, match="would lose information"):
         conform(ns, schema)
 
 
 def test_float_to_int_only_when_whole_and_big_ints_not_to_float(reg):
     metrics = reg.get("metrics")
-    base = {"combo": [0, 1], "symbol": ["A", "A"], "final_equity": [1.0, 2.0], "total_return": [0.0, 0.1], "max_drawdown": [0.0, 0.0], "sharpe": [0.0, 1.0]}
+    base = {
+        "combo": [0, 1],
+        "symbol": ["A", "A"],
+        "final_equity": [1.0, 2.0],
+        "total_return": [0.0, 0.1],
+        "max_drawdown": [0.0, 0.0],
+        "sharpe": [0.0, 1.0],
+    }
     ok = conform(pa.table(base | {"n_trades": pa.array([3.0, 4.0])}), metrics)
     assert ok.column("n_trades").to_pylist() == [3, 4]
     with pytest.raises(ValidationError, match="column 'n_trades'.*lose information"):
@@ -103,8 +116,16 @@ def test_float_to_int_only_when_whole_and_big_ints_not_to_float(reg):
 
 def test_alert_checks(reg):
     ts = pa.array([0, 1, 1, 2], pa.timestamp("s", tz="UTC"))
-    t = pa.table({"ts": ts, "symbol": ["A", "A", "A", "B"], "side": ["buy", "hold", "hold", "sell"], "source": ["x"] * 4,
-                  "price": [1.0, None, None, -3.0], "payload": [None] * 4})
+    t = pa.table(
+        {
+            "ts": ts,
+            "symbol": ["A", "A", "A", "B"],
+            "side": ["buy", "hold", "hold", "sell"],
+            "source": ["x"] * 4,
+            "price": [1.0, None, None, -3.0],
+            "payload": [None] * 4,
+        }
+    )
     rows, reasons = bad_rows(conform(t, reg.get("alerts")), reg.get("alerts"))
     assert rows.tolist() == [1, 2, 3]
     assert "breaks one of {buy, sell}" in reasons[0]
@@ -120,8 +141,10 @@ def test_unknown_type_suggests(reg):
 def test_lake_schema_dir_adds_types_but_cannot_redefine(tmp_path):
     d = tmp_path / "schemas"
     d.mkdir()
-    (d / "fills.toml").write_text('name = "fills"\nversion = 2\n[[columns]]\nname = "qty"\ntype = "float64"\n'
-                                  '[[checks]]\nkind = "range"\ncolumns = ["qty"]\ngt = 0\n')
+    (d / "fills.toml").write_text(
+        'name = "fills"\nversion = 2\n[[columns]]\nname = "qty"\ntype = "float64"\n'
+        '[[checks]]\nkind = "range"\ncolumns = ["qty"]\ngt = 0\n'
+    )
     reg = Registry(d)
     assert reg.get("fills").version == 2
     with pytest.raises(ValidationError, match="qty > 0"):
@@ -137,7 +160,10 @@ def test_lake_schema_dir_adds_types_but_cannot_redefine(tmp_path):
         ('name = "x"\nversion = 1\ncolums = []\n', "unknown key 'colums' in the top level (did you mean 'columns'?)"),
         ('name = "y"\nversion = 1\n', "'name' is 'y' but the file is named 'x.toml'"),
         ('name = "x"\nversion = 1\n[[columns]]\nname = "a"\ntype = "float65"\n', "unknown column type 'float65'"),
-        ('name = "x"\nversion = 1\n[[checks]]\nkind = "finite"\ncolumns = ["nope"]\n', "names 'nope', which is not a declared column"),
+        (
+            'name = "x"\nversion = 1\n[[checks]]\nkind = "finite"\ncolumns = ["nope"]\n',
+            "names 'nope', which is not a declared column",
+        ),
         ('name = "x"\nversion = 1\n[[checks]]\nkind = "uniq"\n', "unknown kind 'uniq' (did you mean 'unique'?)"),
     ],
 )

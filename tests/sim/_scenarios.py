@@ -32,8 +32,11 @@ SETTINGS = [
 def digest() -> str:
     h = hashlib.sha256()
     b = random_bars(5, 1500)
-    signals = [sma_cross(b.close, 5, 20, "both"), rsi_threshold(b.close, 10, 35, 65, "long"),
-               breakout(b.high, b.low, b.close, 12, "short")]
+    signals = [
+        sma_cross(b.close, 5, 20, "both"),
+        rsi_threshold(b.close, 10, 35, 65, "long"),
+        breakout(b.high, b.low, b.close, 12, "short"),
+    ]
     for ex in SETTINGS:
         for sig in signals:
             r = run(b, sig, ex)

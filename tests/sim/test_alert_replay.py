@@ -60,15 +60,23 @@ def test_size_is_a_fraction_of_equity_at_entry_and_cash_limits_it():
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 500), k=st.integers(1, 60), cap=st.integers(1, 8), fee=st.floats(0, 30),
-       tp=st.sampled_from([(), (0.01,), (0.005, 0.02)]), sl=st.one_of(st.none(), st.floats(0.002, 0.05)))
+@given(
+    seed=st.integers(0, 500),
+    k=st.integers(1, 60),
+    cap=st.integers(1, 8),
+    fee=st.floats(0, 30),
+    tp=st.sampled_from([(), (0.01,), (0.005, 0.02)]),
+    sl=st.one_of(st.none(), st.floats(0.002, 0.05)),
+)
 def test_portfolio_equity_is_cash_plus_alert_pnl(seed, k, cap, fee, tp, sl):
     bars = {"A": random_bars(seed, 300), "B": random_bars(seed + 7, 250)}
     rng = np.random.default_rng(seed)
     ts = np.sort(rng.integers(0, 320, k)) * 3_600_000_000
     syms = rng.choice(["A", "B"], k)
     sides = rng.choice(["buy", "sell"], k)
-    pol = AlertPolicy(take_profit=tp, stop_loss=sl, max_concurrent=cap, fee_bps=fee, max_hold_bars=int(rng.integers(0, 40)))
+    pol = AlertPolicy(
+        take_profit=tp, stop_loss=sl, max_concurrent=cap, fee_bps=fee, max_hold_bars=int(rng.integers(0, 40))
+    )
     r = alert_replay(bars, ts, syms, sides, pol)
     filled = r["alerts"]["status"] == "filled"
     assert r["equity"][-1] == pytest.approx(pol.cash + r["alerts"]["pnl"][filled].sum(), rel=1e-9)

@@ -17,8 +17,9 @@ def bars(o, h=None, lo=None, c=None, v=None):
     h = o * 1.0 if h is None else np.asarray(h, float)
     lo = o * 1.0 if lo is None else np.asarray(lo, float)
     c = o * 1.0 if c is None else np.asarray(c, float)
-    return Bars.from_arrays(np.arange(n, dtype=np.int64) * 60_000_000, o, np.maximum.reduce([h, o, c]),
-                            np.minimum.reduce([lo, o, c]), c, v)
+    return Bars.from_arrays(
+        np.arange(n, dtype=np.int64) * 60_000_000, o, np.maximum.reduce([h, o, c]), np.minimum.reduce([lo, o, c]), c, v
+    )
 
 
 def reasons(res):
@@ -82,8 +83,11 @@ def test_trailing_stop_follows_the_best_price_and_short_stops_mirror():
     # best high 130 puts the stop at 117; bar 3 opens at 115, below it: filled at that open
     assert reasons(res) == ["trailing_stop"] and res.trades["exit_price"][0] == 115
     assert res.trades["exit_idx"][0] == 3 and res.trades["mfe"][0] == pytest.approx(0.3)
-    short = run(bars([100, 100, 100, 100], h=[100, 100, 104, 100]), [-1, NAN, NAN, NAN],
-                Execution(cash=1000, units="fractional", stop_loss=0.03))
+    short = run(
+        bars([100, 100, 100, 100], h=[100, 100, 104, 100]),
+        [-1, NAN, NAN, NAN],
+        Execution(cash=1000, units="fractional", stop_loss=0.03),
+    )
     assert reasons(short) == ["stop_loss"] and short.trades["exit_price"][0] == pytest.approx(103)
     # the excursion counts only while the trade was open: the stop filled at 103 before the high of 104
     assert short.trades["pnl"][0] < 0 and short.trades["mae"][0] == pytest.approx(-0.03)

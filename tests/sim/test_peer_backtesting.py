@@ -39,7 +39,9 @@ def _peer(**kw):
 
 def _ours(**kw):
     ts = GOOG.index.values.astype("datetime64[us]").astype(np.int64)
-    bars = Bars.from_arrays(ts, GOOG.Open.values, GOOG.High.values, GOOG.Low.values, GOOG.Close.values, GOOG.Volume.values)
+    bars = Bars.from_arrays(
+        ts, GOOG.Open.values, GOOG.High.values, GOOG.Low.values, GOOG.Close.values, GOOG.Volume.values
+    )
     return run(bars, sma_cross(bars.close, 10, 20, "long"), Execution(cash=10_000, fee_bps=20, **kw))
 
 

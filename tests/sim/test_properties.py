@@ -79,7 +79,13 @@ def test_a_sweep_combination_equals_the_same_run_alone(seed, ex):
 def test_kernels_without_jit_equal_the_compiled_run():
     compiled = digest()
     env = subprocess_env(NUMBA_DISABLE_JIT="1")
-    out = subprocess.run([PYTHON, "-m", "tests.sim._scenarios"], capture_output=True, text=True, env=env,
-                         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=600)
+    out = subprocess.run(
+        [PYTHON, "-m", "tests.sim._scenarios"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout == compiled

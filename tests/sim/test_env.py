@@ -1,0 +1,127 @@
+"""The trading environment: Gymnasium's checker, no look-ahead, equal to the backtest, vector = N singles."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from artifact_store.samples import synthetic_ohlcv
+from sim import Bars, EnvConfig, Execution, Market, TradingEnv, VectorTradingEnv, run
+
+
+@pytest.fixture(scope="module")
+def table():
+    return synthetic_ohlcv(("A",), bars=3000, seed=5)
+
+
+@pytest.mark.parametrize("space", ["multi_discrete", "discrete"])
+def test_check_env_passes(table, space):
+    check_env(TradingEnv(table, action_space=space, window=8, episode_length=64), skip_render_check=True)
+
+
+def test_builds_from_pyarrow_polars_and_bars_with_defaults(table):
+    import polars as pl
+
+    a = TradingEnv(table)
+    b = TradingEnv(pl.from_arrow(table))
+    c = TradingEnv(Bars.from_table(table))
+    for env in (a, b, c):
+        assert env.observation_space.shape == (32 * 6 + 4,)
+        assert env.action_space == gym.spaces.MultiDiscrete([3, 2, 3])
+    np.testing.assert_array_equal(a.reset(seed=1)[0], b.reset(seed=1)[0])
+    np.testing.assert_array_equal(a.reset(seed=1)[0], c.reset(seed=1)[0])
+    with pytest.raises(ValueError, match="unknown reward 'sharpe'"):
+        TradingEnv(table, reward={"sharpe": 1.0})
+    with pytest.raises(ValueError, match="too few"):
+        TradingEnv(table.slice(0, 100))
+
+
+def test_changing_future_bars_leaves_past_observations_unchanged(table):
+    cfg = EnvConfig(window=10, episode_length=200)
+    base = Market(table, cfg)
+    t0 = 1500
+    close = table.column("close").to_numpy().copy()
+    close[t0 + 1 :] *= 1.5  # a different future
+    import pyarrow as pa
+
+    changed = table.set_column(5, "close", pa.array(close))
+    changed = changed.set_column(3, "high", pa.array(np.maximum(changed.column("high").to_numpy(), close)))
+    other = Market(changed, cfg, norm=base.norm)  # the normaliser is fitted once and frozen
+    for start in (9, 500, 1400, t0):
+        e1 = TradingEnv(None, market=base, split="validation")
+        e2 = TradingEnv(None, market=other, split="validation")
+        o1 = e1.reset(options={"start": start})[0]
+        o2 = e2.reset(options={"start": start})[0]
+        np.testing.assert_array_equal(o1, o2)
+    assert not np.array_equal(base.feats[t0 + 5], other.feats[t0 + 5])  # the future did change
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_episode_profit_equals_the_backtest_of_the_same_actions(table, seed):
+    ex = Execution(cash=5000, fee_bps=10, slippage_bps=3, units="fractional")
+    env = TradingEnv(
+        table,
+        episode_length=300,
+        execution=ex,
+        reward={"log_equity": 1.0, "dsr": 0.5, "drawdown": 0.2},
+        presets=((None, None), (0.002, 0.004), (0.004, 0.002)),
+    )
+    env.action_space.seed(seed)
+    obs, info = env.reset(seed=seed)
+    start = info["bar"]
+    targets, sl, tp, equity = [], [], [], []
+    done = False
+    k = 0
+    while not done:
+        if k % 15 == 0:  # hold each action a while, so trades live long enough to meet their stops
+            action = env.action_space.sample()
+        k += 1
+        obs, reward, term, trunc, info = env.step(action)
+        targets.append(np.nan if info["target"] is None else info["target"])
+        sl.append(np.nan if info["stop_loss"] is None else info["stop_loss"])
+        tp.append(np.nan if info["take_profit"] is None else info["take_profit"])
+        equity.append(info["equity"])
+        done = term or trunc
+    b = Bars.from_table(table)
+    end = start + len(targets)
+    part = Bars(*(getattr(b, f)[start : end + 1] for f in ("ts", "open", "high", "low", "close", "volume")))
+    pad = [np.nan]
+    res = run(part, targets + pad, ex, mode="target", stop_loss=sl + pad, take_profit=tp + pad)
+    np.testing.assert_array_equal(res.equity[1:], equity)  # every step, to the last bit
+    assert len(res.trades) > 5 and set(res.trades["exit_reason"]) & {2, 3}  # stop presets fired
+
+
+def test_reset_seed_fully_determines_an_episode(table):
+    def episode(seed):
+        env = TradingEnv(table, episode_length=50)
+        env.action_space.seed(seed)
+        out = [env.reset(seed=seed)[0]]
+        for _ in range(50):
+            o, r, *_ = env.step(env.action_space.sample())
+            out.append(np.append(o, r))
+        return out
+
+    a, b, c = episode(4), episode(4), episode(5)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("space", ["multi_discrete", "discrete"])
+def test_vector_env_equals_n_single_envs(table, space):
+    n = 5
+    kw = dict(window=8, episode_length=40, action_space=space)
+    vec = VectorTradingEnv(table, n, **kw)
+    sync = gym.vector.SyncVectorEnv([lambda: TradingEnv(table, **kw) for _ in range(n)])
+    o1, _ = vec.reset(seed=11)
+    o2, _ = sync.reset(seed=11)
+    np.testing.assert_array_equal(o1, o2)
+    vec.action_space.seed(3)
+    for _ in range(130):  # several episodes: autoresets included
+        a = vec.action_space.sample()
+        r1 = vec.step(a)
+        r2 = sync.step(a)
+        for x, y in zip(r1[:4], r2[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+    sync.close()
