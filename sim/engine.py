@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from . import kernels as _kernels
-
 from .records import EXIT_REASONS, FILL_AT, METRIC_NAMES, MODE, N_METRICS, REMAINDER, SIZING, UNITS, trade_dt
 
 K: Any = _kernels  # numba dispatchers: called with the argument lists they were compiled for
