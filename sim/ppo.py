@@ -101,37 +101,62 @@ def _mlp(i: int, hidden: tuple[int, ...], o: int, out_std: float) -> nn.Sequenti
 
 
 class Agent(nn.Module):
-    """Separate policy and value MLPs; the policy outputs one categorical per action dimension."""
+    """Separate policy and value MLPs; the policy outputs one categorical per action dimension.
+
+    The categoricals are handled together, padded to the widest with -inf logits: one log-softmax,
+    Gumbel-max sampling and a gather, instead of a torch.distributions object per dimension per call
+    (those cost more than the network itself on small batches).
+    """
 
     def __init__(self, obs_dim: int, nvec: tuple[int, ...], hidden: tuple[int, ...] = (64, 64)) -> None:
         super().__init__()
         self.nvec = tuple(int(n) for n in nvec)
         self.critic = _mlp(obs_dim, hidden, 1, 1.0)
         self.actor = _mlp(obs_dim, hidden, sum(self.nvec), 0.01)
+        width = max(self.nvec)
+        index = torch.zeros(len(self.nvec), width, dtype=torch.long)
+        mask = torch.zeros(len(self.nvec), width, dtype=torch.bool)
+        start = 0
+        for k, n in enumerate(self.nvec):
+            index[k, :n] = torch.arange(start, start + n)
+            mask[k, :n] = True
+            start += n
+        self.register_buffer("_index", index, persistent=False)
+        self.register_buffer("_mask", mask, persistent=False)
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.critic(x).squeeze(-1)
         return out
 
-    def dists(self, x: torch.Tensor) -> list[torch.distributions.Categorical]:
-        return [
-            torch.distributions.Categorical(logits=part) for part in torch.split(self.actor(x), list(self.nvec), dim=-1)
-        ]
+    def log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, dimensions, widest) log-probabilities; -inf where a dimension has fewer choices."""
+        logits = self.actor(x)[..., self._index]
+        logits = logits.masked_fill(~self._mask, float("-inf"))
+        return torch.log_softmax(logits, dim=-1)
 
     def act(
         self, x: torch.Tensor, action: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(action, log-probability, entropy, value); samples the action unless one is given."""
-        dists = self.dists(x)
+        logp = self.log_probs(x)
         if action is None:
-            action = torch.stack([d.sample() for d in dists], dim=-1)
-        logp = torch.stack([d.log_prob(action[..., k]) for k, d in enumerate(dists)], dim=-1).sum(-1)
-        ent = torch.stack([d.entropy() for d in dists], dim=-1).sum(-1)
-        return action, logp, ent, self.value(x)
+            gumbel = -torch.log(-torch.log(torch.rand_like(logp).clamp_(1e-20, 1.0)))
+            action = torch.argmax(logp + gumbel, dim=-1)
+        chosen = torch.gather(logp, -1, action.unsqueeze(-1)).squeeze(-1).sum(-1)
+        p = logp.exp()
+        ent = -(p * logp.masked_fill(~self._mask, 0.0)).sum(-1).sum(-1)
+        return action, chosen, ent, self.value(x)
+
+    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(action, log-probability, value) for the rollout: no entropy, nothing kept for gradients."""
+        logp = self.log_probs(x)
+        gumbel = -torch.log(-torch.log(torch.rand_like(logp).clamp_(1e-20, 1.0)))
+        action = torch.argmax(logp + gumbel, dim=-1)
+        return action, torch.gather(logp, -1, action.unsqueeze(-1)).squeeze(-1).sum(-1), self.value(x)
 
     def greedy(self, x: torch.Tensor) -> torch.Tensor:
         """The most likely action (for evaluation and backtests)."""
-        return torch.stack([p.argmax(-1) for p in torch.split(self.actor(x), list(self.nvec), dim=-1)], dim=-1)
+        return torch.argmax(self.log_probs(x), dim=-1)
 
 
 def compute_gae(
@@ -203,22 +228,22 @@ def train(envs: Any, config: PPOConfig, progress: Callable[[dict[str, float]], N
     discrete = not hasattr(space, "nvec")
     nvec = (int(space.n),) if discrete else tuple(int(n) for n in space.nvec)
     agent = Agent(obs_dim, nvec, config.hidden).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr, eps=1e-5)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr, eps=1e-5, foreach=True)
 
     T, N = config.n_steps, n_envs
     batch = T * N
     minibatch = batch // config.n_minibatches
     updates = max(1, config.total_steps // batch)
-    obs_buf = torch.zeros((T, N, obs_dim), device=device)
-    act_buf = torch.zeros((T, N, len(nvec)), dtype=torch.long, device=device)
-    logp_buf = torch.zeros((T, N), device=device)
-    rew_buf = torch.zeros((T, N), device=device)
-    done_buf = torch.zeros((T, N), device=device)
-    val_buf = torch.zeros((T, N), device=device)
+    # rollout buffers in numpy (cheap writes per step), handed to torch without a copy after the rollout
+    obs_buf = np.zeros((T, N, obs_dim), dtype=np.float32)
+    act_buf = np.zeros((T, N, len(nvec)), dtype=np.int64)
+    logp_buf = np.zeros((T, N), dtype=np.float32)
+    rew_buf = np.zeros((T, N), dtype=np.float32)
+    done_buf = np.zeros((T, N), dtype=np.float32)
+    val_buf = np.zeros((T, N), dtype=np.float32)
 
     obs_np, _ = envs.reset(seed=config.seed)
-    next_obs = torch.as_tensor(obs_np, device=device)
-    next_done = torch.zeros(N, device=device)
+    next_done = np.zeros(N, dtype=np.float32)
     ep_return = np.zeros(N)
     out = Training(agent=agent, device=device.type)
     started = time.perf_counter()
@@ -229,12 +254,14 @@ def train(envs: Any, config: PPOConfig, progress: Callable[[dict[str, float]], N
         t_update = time.perf_counter()
         finished: list[float] = []
         for t in range(T):
-            obs_buf[t] = next_obs
+            obs_buf[t] = obs_np
             done_buf[t] = next_done
-            with torch.no_grad():
-                action, logp, _, value = agent.act(next_obs)
-            act_buf[t], logp_buf[t], val_buf[t] = action, logp, value
+            with torch.inference_mode():
+                action, logp, value = agent.sample(torch.as_tensor(obs_np, device=device))
             a = action.cpu().numpy()
+            act_buf[t] = a
+            logp_buf[t] = logp.cpu().numpy()
+            val_buf[t] = value.cpu().numpy()
             if discrete:
                 a = a[:, 0]
             obs_np, reward, term, trunc, info = envs.step(a)
@@ -245,23 +272,33 @@ def train(envs: Any, config: PPOConfig, progress: Callable[[dict[str, float]], N
                 # truncated episodes continue in value: bootstrap from their last observation
                 trunc_idx = np.flatnonzero(trunc)
                 if trunc_idx.size:
-                    with torch.no_grad():
+                    with torch.inference_mode():
                         final_v = agent.value(torch.as_tensor(info["final_obs"][trunc_idx], device=device))
                     reward[trunc_idx] += config.gamma * final_v.cpu().numpy().astype(np.float64)
                 for j in np.flatnonzero(info["done"]):
                     finished.append(float(ep_return[j]))
                     ep_return[j] = 0.0
-            rew_buf[t] = torch.as_tensor(reward, dtype=torch.float32, device=device)
-            next_obs = torch.as_tensor(obs_np, device=device)
-            next_done = torch.as_tensor((term | trunc).astype(np.float32), device=device)
+            rew_buf[t] = reward
+            next_done = (term | trunc).astype(np.float32)
+
+        def tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(x).to(device)
 
         with torch.no_grad():
-            next_value = agent.value(next_obs)
-            adv, ret = compute_gae(rew_buf, val_buf, done_buf, next_value, next_done, config.gamma, config.gae_lambda)
+            next_value = agent.value(torch.as_tensor(obs_np, device=device))
+            adv, ret = compute_gae(
+                tensor(rew_buf),
+                tensor(val_buf),
+                tensor(done_buf),
+                next_value,
+                tensor(next_done),
+                config.gamma,
+                config.gae_lambda,
+            )
 
-        b_obs = obs_buf.reshape(batch, obs_dim)
-        b_act = act_buf.reshape(batch, len(nvec))
-        b_logp, b_adv, b_ret, b_val = (x.reshape(batch) for x in (logp_buf, adv, ret, val_buf))
+        b_obs = tensor(obs_buf).reshape(batch, obs_dim)
+        b_act = tensor(act_buf).reshape(batch, len(nvec))
+        b_logp, b_adv, b_ret, b_val = (x.reshape(batch) for x in (tensor(logp_buf), adv, ret, tensor(val_buf)))
         stats = {"policy_loss": 0.0, "value_loss": 0.0, "entropy": 0.0, "approx_kl": 0.0, "clipfrac": 0.0}
         n_mb = 0
         for _ in range(config.n_epochs):
