@@ -263,46 +263,6 @@ def _protect_nb(bk, ts, trades, i, open_i, high, low, trailing, fee_rate, slip_r
 
 
 @njit(cache=True)
-def curve_metrics_nb(equity, cash0, metrics):
-    """Return and drawdown metrics of an equity curve, in bar order (one code path for every caller)."""
-    n = equity.shape[0]
-    prev = cash0
-    peak = cash0
-    max_dd = 0.0
-    dd_bars = 0
-    max_dd_bars = 0
-    r_n = 0
-    r_sum = 0.0
-    r_sq = 0.0
-    down_sq = 0.0
-    for i in range(n):
-        eq = equity[i]
-        if i > 0:
-            r = eq / prev - 1.0 if prev > 0 else 0.0
-            r_n += 1
-            r_sum += r
-            r_sq += r * r
-            if r < 0:
-                down_sq += r * r
-        prev = eq
-        if eq > peak:
-            peak = eq
-            dd_bars = 0
-        else:
-            dd_bars += 1
-            if eq < peak * (1.0 + max_dd):  # divide only on a new worst drawdown
-                max_dd = eq / peak - 1.0
-            if eq < peak and dd_bars > max_dd_bars:
-                max_dd_bars = dd_bars
-    mean = r_sum / r_n if r_n > 0 else np.nan
-    metrics[5] = max_dd
-    metrics[6] = max_dd_bars
-    metrics[9] = mean
-    metrics[10] = math.sqrt(max(r_sq - r_sum * mean, 0.0) / (r_n - 1)) if r_n > 1 else np.nan
-    metrics[11] = math.sqrt(down_sq / r_n) if r_n > 0 else np.nan
-
-
-@njit(cache=True)
 def simulate_nb(
     open_, high, low, close, volume, target,
     mode, cash0, fill_at, latency, fee_rate, slip_rate,
@@ -314,7 +274,7 @@ def simulate_nb(
 
     ``target``: per-bar order (NaN = none), see :class:`sim.records.Mode`. Stop levels are fractions of the
     entry price (NaN = off); ``participation`` is the largest fill as a fraction of the bar's volume (NaN =
-    no cap); ``max_hold`` in bars (0 = off). ``equity_out`` is always written; ``trades``, ``cash_out`` and
+    no cap); ``max_hold`` in bars (0 = off). ``trades``, ``equity_out``, ``cash_out`` and
     ``position_out`` only with ``record``. ``order_sl``/``order_tp`` (per bar, or empty to use the scalars)
     are the stops the order of that bar gives the trade it opens.
     """
@@ -347,6 +307,16 @@ def simulate_nb(
     t_peak = 0.0
     t_stops = False  # the open trade has a stop-loss, take-profit or trailing stop
     eq = cash0
+    # return and drawdown statistics, streamed in bar order (plain sums: no division on a loop-carried chain)
+    prev_eq = cash0
+    peak_eq = cash0
+    max_dd = 0.0
+    dd_bars = 0
+    max_dd_bars = 0
+    r_n = 0
+    r_sum = 0.0
+    r_sq = 0.0
+    down_sq = 0.0
     for i in range(n):
         if at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
             bk[_CASH] = cash
@@ -459,13 +429,36 @@ def simulate_nb(
             eq = cash
             if why == EXIT.bankrupt:
                 status = STATUS.bankrupt
-        equity_out[i] = eq
         if record:
+            equity_out[i] = eq
             cash_out[i] = cash
             position_out[i] = pos
+        if i > 0:
+            r = eq / prev_eq - 1.0 if prev_eq > 0 else 0.0
+            r_n += 1
+            r_sum += r
+            r_sq += r * r
+            if r < 0:
+                down_sq += r * r
+        prev_eq = eq
+        if eq > peak_eq:
+            peak_eq = eq
+            dd_bars = 0
+        else:
+            dd_bars += 1
+            if eq < peak_eq * (1.0 + max_dd):  # divide only on a new worst drawdown
+                max_dd = eq / peak_eq - 1.0
+            if eq < peak_eq and dd_bars > max_dd_bars:
+                max_dd_bars = dd_bars
         if status == STATUS.bankrupt:
-            equity_out[i + 1 :] = eq
+            # the rest of the run is flat at this equity: returns of 0, the drawdown goes on
+            for _k in range(i + 1, n):
+                r_n += 1
+                dd_bars += 1
+                if eq < peak_eq and dd_bars > max_dd_bars:
+                    max_dd_bars = dd_bars
             if record:
+                equity_out[i + 1 :] = eq
                 cash_out[i + 1 :] = eq
                 position_out[i + 1 :] = 0.0
             break
@@ -490,7 +483,12 @@ def simulate_nb(
     metrics[7] = bk[_EXPOSED] / n if n > 0 else 0.0
     metrics[8] = bk[_NOTIONAL] / cash0
     metrics[12] = bk[_FEESUM]
-    curve_metrics_nb(equity_out, cash0, metrics)
+    mean = r_sum / r_n if r_n > 0 else np.nan
+    metrics[5] = max_dd
+    metrics[6] = max_dd_bars
+    metrics[9] = mean
+    metrics[10] = math.sqrt(max(r_sq - r_sum * mean, 0.0) / (r_n - 1)) if r_n > 1 else np.nan
+    metrics[11] = math.sqrt(down_sq / r_n) if r_n > 0 else np.nan
     return n_tr, status
 
 
@@ -630,7 +628,6 @@ def sma_grid_nb(
     empty = np.empty(0)
     for j in prange(k):
         tgt = cross_targets_nb(means[fast_row[j]], means[slow_row[j]], direction)
-        equity = np.empty(close.shape[0])  # scratch: the metrics come from the curve, as in a single run
         _, st = simulate_nb(
             open_,
             high,
@@ -656,7 +653,7 @@ def sma_grid_nb(
             max_hold,
             close_at_end,
             none,
-            equity,
+            empty,
             empty,
             empty,
             out[j],
