@@ -275,7 +275,7 @@ def simulate_nb(
     ``target``: per-bar order (NaN = none), see :class:`sim.records.Mode`. Stop levels are fractions of the
     entry price (NaN = off); ``participation`` is the largest fill as a fraction of the bar's volume (NaN =
     no cap); ``max_hold`` in bars (0 = off). ``trades``, ``equity_out``, ``cash_out`` and
-    ``position_out`` only with ``record``. ``order_sl``/``order_tp`` (per bar, or empty to use the scalars)
+    ``position_out`` are written only with ``record``. ``order_sl``/``order_tp`` (per bar, or empty to use the scalars)
     are the stops the order of that bar gives the trade it opens.
     """
     n = close.shape[0]
