@@ -18,6 +18,7 @@ import signal
 import sqlite3
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
@@ -574,13 +575,15 @@ class Lake:
         return gc(self, dry_run=dry_run)
 
 
-def _iso_utc(text: str) -> str:
-    from datetime import UTC, datetime
-
+def parse_iso(text: str, what: str = "") -> datetime:
+    """An ISO time as an aware datetime (UTC when it names no zone); ``what`` prefixes the error."""
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise InvalidInput(f"not an ISO time: {text!r} (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)") from exc
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        prefix = f"{what}: " if what else ""
+        raise InvalidInput(f"{prefix}not an ISO time: {text!r} (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)") from exc
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def _iso_utc(text: str) -> str:
+    return parse_iso(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

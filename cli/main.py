@@ -67,22 +67,26 @@ def parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     return out
 
 
-@click.group(cls=LakeGroup)
-@click.option(
-    "--lake",
-    "lake_path",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Lake folder (default: $LAKE_HOME, else ./lake).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-@click.version_option(package_name="artifact-lake")
-@click.pass_context
-def lake(ctx: click.Context, lake_path: str | None, debug: bool) -> None:
-    """Immutable, content-addressed Parquet artifacts with names, lineage and verification."""
-    ctx.ensure_object(dict)
-    ctx.obj["lake"] = lake_path
-    ctx.obj["debug"] = debug
+def root_group(name: str, help_text: str) -> click.Group:
+    """A top-level command group with --lake, --debug and --version, whose errors LakeGroup turns into lines."""
+
+    @click.pass_context
+    def callback(ctx: click.Context, lake_path: str | None, debug: bool) -> None:
+        ctx.ensure_object(dict)
+        ctx.obj["lake"] = lake_path
+        ctx.obj["debug"] = debug
+
+    callback = click.version_option(package_name="artifact-lake")(callback)
+    callback = click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")(callback)
+    callback = click.option(
+        "--lake", "lake_path", type=click.Path(file_okay=False), default=None,
+        help="Lake folder (default: $LAKE_HOME, else ./lake).",
+    )(callback)  # fmt: skip
+    return click.group(name=name, cls=LakeGroup, help=help_text)(callback)
+
+
+lake = root_group("lake", "Immutable, content-addressed Parquet artifacts with names, lineage and verification.")
+experiments = root_group("experiments", "Experiments on frozen artifacts: create, execute, reproduce.")
 
 
 @lake.command("init")
@@ -636,24 +640,6 @@ def demo_cmd(ctx: click.Context, demo_lake: str | None, as_json: bool) -> None:
     from cli._demo import run_demo
 
     run_demo(demo_lake or ctx.obj.get("lake"), as_json=as_json)
-
-
-@click.group(cls=LakeGroup)
-@click.option(
-    "--lake",
-    "lake_path",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Lake folder (default: $LAKE_HOME, else ./lake).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
-@click.version_option(package_name="artifact-lake")
-@click.pass_context
-def experiments(ctx: click.Context, lake_path: str | None, debug: bool) -> None:
-    """Experiments on frozen artifacts: create, execute, reproduce."""
-    ctx.ensure_object(dict)
-    ctx.obj["lake"] = lake_path
-    ctx.obj["debug"] = debug
 
 
 @experiments.command("create")

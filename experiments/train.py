@@ -177,17 +177,9 @@ def compute_train(lake: Lake, spec: ExperimentSpec, progress: Any, timings: dict
 
 
 def _constant(market: Any, start: int, end: int, target: float) -> Any:
-    from sim import Bars, run
+    from sim import run
 
-    b = market.bars
-    part = Bars(
-        b.ts[start : end + 1],
-        b.open[start : end + 1],
-        b.high[start : end + 1],
-        b.low[start : end + 1],
-        b.close[start : end + 1],
-        b.volume[start : end + 1],
-    )
+    part = market.bars.slice(start, end + 1)
     tg = np.full(end - start + 1, np.nan)
     tg[0] = target
     return run(part, tg, market.config.execution, mode="target")

@@ -141,6 +141,10 @@ class Bars:
     def __len__(self) -> int:
         return int(self.close.shape[0])
 
+    def slice(self, start: int, stop: int) -> Bars:
+        """Bars ``start`` up to (not including) ``stop``."""
+        return Bars(*(getattr(self, f)[start:stop] for f in ("ts", "open", "high", "low", "close", "volume")))
+
     @classmethod
     def from_arrays(
         cls,

@@ -146,6 +146,15 @@ class Market:
         start = max(self.train_end - 1, c.window - 1)
         return start, start + 1, len(self.bars) - 1
 
+    def reset_env(
+        self, j: int, start: int, split: str, bk: np.ndarray, ts: np.ndarray, es: np.ndarray, obs: np.ndarray
+    ) -> None:
+        """Put environment ``j`` of the state arrays at bar ``start`` of ``split``."""
+        _, _, end = self.start_range(split)
+        length = self.config.episode_length if split == "train" else end - start
+        EK.reset_nb(j, start, min(end, start + length), self.ohlcv, self.feats, self.config.window, bk, ts, es,
+                    self.params, float(self.config.episode_length), obs)  # fmt: skip
+
     def observation_space(self) -> spaces.Box:
         n_feat = self.obs_dim - EK.N_AGENT
         low = np.concatenate([np.full(n_feat, -EK.FEATURE_BOUND), [-EK.AGENT_BOUND, -EK.AGENT_BOUND, 0.0, -1.0]])
@@ -220,24 +229,10 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        lo, hi, end = self.market.start_range(self.split)
+        lo, hi, _ = self.market.start_range(self.split)
         start = int(options["start"]) if options and "start" in options else int(self.np_random.integers(lo, hi))
-        length = self.config.episode_length if self.split == "train" else end - start
         m = self.market
-        EK.reset_nb(
-            0,
-            start,
-            min(end, start + length),
-            m.ohlcv,
-            m.feats,
-            self.config.window,
-            self._bk,
-            self._ts,
-            self._es,
-            m.params,
-            float(self.config.episode_length),
-            self._obs,
-        )
+        m.reset_env(0, start, self.split, self._bk, self._ts, self._es, self._obs)
         return self._obs[0].copy(), {"bar": start, "equity": float(m.params[0])}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -324,23 +319,9 @@ class VectorTradingEnv(gym.vector.VectorEnv[np.ndarray, Any, Any]):
         self._rngs = [seeding.np_random()[0] for _ in range(num_envs)]
 
     def _reset_one(self, j: int) -> None:
-        m = self.market
-        lo, hi, end = m.start_range(self.split)
-        start = int(self._rngs[j].integers(lo, hi))
-        length = self.config.episode_length if self.split == "train" else end - start
-        EK.reset_nb(
-            j,
-            start,
-            min(end, start + length),
-            m.ohlcv,
-            m.feats,
-            self.config.window,
-            self._bk,
-            self._ts,
-            self._es,
-            m.params,
-            float(self.config.episode_length),
-            self._obs,
+        lo, hi, _ = self.market.start_range(self.split)
+        self.market.reset_env(
+            j, int(self._rngs[j].integers(lo, hi)), self.split, self._bk, self._ts, self._es, self._obs
         )
 
     def reset(

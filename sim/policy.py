@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .engine import Bars, Execution, Result, run
+from .engine import Execution, Result, run
 from .env import EnvConfig, Market, TradingEnv
 from .ppo import Agent
 
@@ -93,15 +93,7 @@ def rollout(agent: Agent, market: Market, start: int, end: int) -> tuple[np.ndar
 def backtest(agent: Agent, market: Market, start: int, end: int) -> Result:
     """The policy's greedy orders over bars ``start..end``, run through the simulator (target mode)."""
     targets, sl, tp, _ = rollout(agent, market, start, end)
-    b = market.bars
-    part = Bars(
-        b.ts[start : end + 1],
-        b.open[start : end + 1],
-        b.high[start : end + 1],
-        b.low[start : end + 1],
-        b.close[start : end + 1],
-        b.volume[start : end + 1],
-    )
+    part = market.bars.slice(start, end + 1)
     ex: Execution = market.config.execution
     return run(part, targets, ex, mode="target", stop_loss=sl, take_profit=tp)
 

@@ -108,6 +108,9 @@ class Agent(nn.Module):
     (those cost more than the network itself on small batches).
     """
 
+    _index: torch.Tensor
+    _mask: torch.Tensor
+
     def __init__(self, obs_dim: int, nvec: tuple[int, ...], hidden: tuple[int, ...] = (64, 64)) -> None:
         super().__init__()
         self.nvec = tuple(int(n) for n in nvec)

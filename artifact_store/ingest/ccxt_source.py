@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 from .. import manifest as mf
 from ..errors import InvalidInput
-from ..lake import Lake
+from ..lake import Lake, parse_iso
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -75,13 +75,7 @@ class Backfill:
 def parse_time_ms(text: str | int | None, what: str) -> int | None:
     if text is None or isinstance(text, int):
         return text
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInput(f"{what}: not an ISO time: {text!r} (e.g. 2024-01-01 or 2024-01-01T00:00:00Z)") from exc
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return int(t.timestamp() * 1000)
+    return int(parse_iso(text, what).timestamp() * 1000)
 
 
 def _period(ms: int, partition: str) -> tuple[str, int, int]:

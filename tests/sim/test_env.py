@@ -86,7 +86,7 @@ def test_episode_profit_equals_the_backtest_of_the_same_actions(table, seed):
         done = term or trunc
     b = Bars.from_table(table)
     end = start + len(targets)
-    part = Bars(*(getattr(b, f)[start : end + 1] for f in ("ts", "open", "high", "low", "close", "volume")))
+    part = b.slice(start, end + 1)
     pad = [np.nan]
     res = run(part, targets + pad, ex, mode="target", stop_loss=sl + pad, take_profit=tp + pad)
     np.testing.assert_array_equal(res.equity[1:], equity)  # every step, to the last bit
