@@ -263,25 +263,6 @@ def _protect_nb(bk, ts, trades, i, open_i, high, low, trailing, fee_rate, slip_r
 
 
 @njit(cache=True)
-def _orders_nb(
-    bk, ts, trades, price, i, volume_i, q_bar, q_tgt, q_sl, q_tp, q_head, q_tail, mode, fee_rate, slip_rate,
-    sizing, size, units_mode, leverage, participation, remainder, record, high, low, at_close,
-    cash, pos, t_peak, has_trail,
-):  # fmt: skip
-    """Fill the orders due at ``price`` with the main loop's state written back to ``bk``/``ts`` first;
-    returns the queue head and the loop's new state (cash, position, carrying, entry, peak, stops)."""
-    bk[_CASH] = cash
-    bk[_POS] = pos
-    ts[_PEAK] = t_peak
-    q_head = _execute_nb(
-        bk, ts, trades, price, i, volume_i, q_bar, q_tgt, q_sl, q_tp, q_head, q_tail, mode, fee_rate, slip_rate,
-        sizing, size, units_mode, leverage, participation, remainder, record, high, low, at_close,
-    )  # fmt: skip
-    stops = has_trail or not (math.isnan(ts[_SL]) and math.isnan(ts[_TP]))
-    return q_head, bk[_CASH], bk[_POS], not math.isnan(bk[_CARRY]), int(ts[_ENTRY_IDX]), ts[_PEAK], stops
-
-
-@njit(cache=True)
 def simulate_nb(
     open_, high, low, close, volume, target,
     mode, cash0, fill_at, latency, fee_rate, slip_rate,
@@ -336,13 +317,46 @@ def simulate_nb(
     r_sum = 0.0
     r_sq = 0.0
     down_sq = 0.0
+    # The fills at the open and at the close are written out twice on purpose: folding them into one helper
+    # that returns the loop's state made a 10M-bar run 10 % slower (measured), inlined or not.
     for i in range(n):
         if at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
-            q_head, cash, pos, carrying, t_entry, t_peak, t_stops = _orders_nb(
-                bk, ts, trades, open_[i], i, volume[i], q_bar, q_tgt, q_sl, q_tp, q_head, q_tail, mode, fee_rate,
-                slip_rate, sizing, size, units_mode, leverage, participation, remainder, record, high, low, False,
-                cash, pos, t_peak, has_trail,
-            )  # fmt: skip
+            bk[_CASH] = cash
+            bk[_POS] = pos
+            ts[_PEAK] = t_peak
+            q_head = _execute_nb(
+                bk,
+                ts,
+                trades,
+                open_[i],
+                i,
+                volume[i],
+                q_bar,
+                q_tgt,
+                q_sl,
+                q_tp,
+                q_head,
+                q_tail,
+                mode,
+                fee_rate,
+                slip_rate,
+                sizing,
+                size,
+                units_mode,
+                leverage,
+                participation,
+                remainder,
+                record,
+                high,
+                low,
+                False,
+            )
+            cash = bk[_CASH]
+            pos = bk[_POS]
+            carrying = not math.isnan(bk[_CARRY])
+            t_entry = int(ts[_ENTRY_IDX])
+            t_peak = ts[_PEAK]
+            t_stops = has_trail or not (math.isnan(ts[_SL]) and math.isnan(ts[_TP]))
         if pos != 0.0 and (at_open or t_entry != i):
             # the trade lives through this bar (entered before it, or at its open)
             if t_stops:
@@ -370,11 +384,42 @@ def simulate_nb(
             q_tp[q_tail] = order_tp[i] if per_order else take_profit
             q_tail += 1
         if not at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
-            q_head, cash, pos, carrying, t_entry, t_peak, t_stops = _orders_nb(
-                bk, ts, trades, close[i], i, volume[i], q_bar, q_tgt, q_sl, q_tp, q_head, q_tail, mode, fee_rate,
-                slip_rate, sizing, size, units_mode, leverage, participation, remainder, record, high, low, True,
-                cash, pos, t_peak, has_trail,
-            )  # fmt: skip
+            bk[_CASH] = cash
+            bk[_POS] = pos
+            ts[_PEAK] = t_peak
+            q_head = _execute_nb(
+                bk,
+                ts,
+                trades,
+                close[i],
+                i,
+                volume[i],
+                q_bar,
+                q_tgt,
+                q_sl,
+                q_tp,
+                q_head,
+                q_tail,
+                mode,
+                fee_rate,
+                slip_rate,
+                sizing,
+                size,
+                units_mode,
+                leverage,
+                participation,
+                remainder,
+                record,
+                high,
+                low,
+                True,
+            )
+            cash = bk[_CASH]
+            pos = bk[_POS]
+            carrying = not math.isnan(bk[_CARRY])
+            t_entry = int(ts[_ENTRY_IDX])
+            t_peak = ts[_PEAK]
+            t_stops = has_trail or not (math.isnan(ts[_SL]) and math.isnan(ts[_TP]))
         eq = cash + pos * close[i]
         if pos != 0.0 and ((close_at_end and i == n - 1) or eq <= 0.0):
             why = EXIT.bankrupt if eq <= 0.0 else EXIT.end
