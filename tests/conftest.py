@@ -45,3 +45,24 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def two_ids_sharing_a_prefix(lake) -> tuple[str, str]:
+    """Rows for two artifacts whose ids both start with abcdef (no objects: enough to test references)."""
+    from artifact_store import manifest as mf
+
+    ids = ("abcdef" + "1" * 58, "abcdef" + "2" * 58)
+    with mf.immediate(lake.db):
+        for artifact_id in ids:
+            mf.insert_artifact(
+                lake.db,
+                artifact_id=artifact_id,
+                type_name="table",
+                schema_version=1,
+                file_hash="0" * 64,
+                rows=0,
+                size=0,
+                columns=[],
+                meta={},
+            )
+    return ids

@@ -10,10 +10,9 @@ import pytest
 
 from artifact_store import AmbiguousRef, InvalidInput, Lake, NotFound
 from artifact_store import lake as lake_module
-from artifact_store import manifest as mf
 from artifact_store.objects import object_path
 from schemas import UnknownType, ValidationError
-from tests.conftest import lake_state
+from tests.conftest import lake_state, two_ids_sharing_a_prefix
 
 
 def test_publish_returns_the_record_and_stores_a_read_only_object(lake, ohlcv):
@@ -79,19 +78,7 @@ def test_prefixes_resolve_and_ambiguity_is_an_error(lake, ohlcv):
     assert lake.resolve(rec.id[:6]) == rec.id
     with pytest.raises(NotFound, match="at least 6 hex"):
         lake.resolve(rec.id[:5])
-    with mf.immediate(lake.db):
-        for tail in ("1", "2"):
-            mf.insert_artifact(
-                lake.db,
-                artifact_id="abcdef" + tail * 58,
-                type_name="table",
-                schema_version=1,
-                file_hash="0" * 64,
-                rows=0,
-                size=0,
-                columns=[],
-                meta={},
-            )
+    two_ids_sharing_a_prefix(lake)
     with pytest.raises(AmbiguousRef, match="id prefix 'abcdef' matches several artifacts"):
         lake.resolve("abcdef")
     assert lake.resolve("abcdef1") == "abcdef" + "1" * 58

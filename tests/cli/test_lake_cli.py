@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import experiments, lake
-from tests.conftest import PYTHON, ROOT, lake_state, subprocess_env
+from tests.conftest import PYTHON, ROOT, lake_state, subprocess_env, two_ids_sharing_a_prefix
 
 
 @pytest.fixture
@@ -124,21 +124,9 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_lake_unchanged(run, pq_file
 
 def test_ambiguous_prefix_is_exit_2(run):
     from artifact_store import Lake
-    from artifact_store import manifest as mf
 
-    with Lake.open(run.root) as lk, mf.immediate(lk.db):
-        for tail in "12":
-            mf.insert_artifact(
-                lk.db,
-                artifact_id="abcdef" + tail * 58,
-                type_name="table",
-                schema_version=1,
-                file_hash="0" * 64,
-                rows=0,
-                size=0,
-                columns=[],
-                meta={},
-            )
+    with Lake.open(run.root) as lk:
+        two_ids_sharing_a_prefix(lk)
     r = run("show", "abcdef")
     assert r.exit_code == 2 and _err(r).startswith("error: id prefix 'abcdef' matches several artifacts")
 
