@@ -5,7 +5,6 @@ the ``policy`` strategy, which backtests a stored policy like any other strategy
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
@@ -239,7 +238,3 @@ def policy_backtests(lake: Lake, spec: ExperimentSpec, bars: dict[str, Any]) -> 
         except ValueError as exc:
             raise SimError(f"policy backtest on {symbol}: {exc}") from exc
     return out
-
-
-def meta_json(meta: dict[str, Any]) -> str:
-    return json.dumps(meta, sort_keys=True)

@@ -2,7 +2,7 @@
 
 from .build import CODE_VERSION, Lake, Projection, Projections, projection_key
 from .coverage import Coverage, coverage
-from .durations import format_duration, parse_duration
+from .durations import parse_duration
 from .errors import ProjectionError, QueryError, UnknownSpec
 from .spec import Param, Role, Spec, get_spec, load_spec
 
@@ -19,7 +19,6 @@ __all__ = [
     "Spec",
     "UnknownSpec",
     "coverage",
-    "format_duration",
     "get_spec",
     "load_spec",
     "parse_duration",

@@ -22,16 +22,3 @@ def parse_duration(text: str | int) -> int:
     if not m or m.group(2) not in _UNITS:
         raise ValueError(f"not a duration: {text!r} (e.g. 30s, 15m, 1h, 2d)")
     return int(round(float(m.group(1)) * _UNITS[m.group(2)]))
-
-
-def format_duration(us: int) -> str:
-    for unit, size in (
-        ("w", 604_800_000_000),
-        ("d", 86_400_000_000),
-        ("h", 3_600_000_000),
-        ("m", 60_000_000),
-        ("s", 1_000_000),
-    ):
-        if us and us % size == 0:
-            return f"{us // size}{unit}"
-    return f"{us}us"

@@ -56,17 +56,26 @@ def test_exported_members(package):
 
 def test_errors_form_one_hierarchy_with_exit_codes():
     from artifact_store import errors as store_errors
+    from experiments import errors as exp_errors
+    from projections import errors as proj_errors
     from schemas import errors
 
     for cls in (
         store_errors.NotFound,
         store_errors.AmbiguousRef,
         store_errors.InvalidInput,
+        store_errors.CorruptArtifact,
         errors.ValidationError,
         errors.UnknownType,
+        proj_errors.ProjectionError,
+        proj_errors.QueryError,
+        exp_errors.SpecError,
+        exp_errors.SimError,
+        exp_errors.NotFoundExperiment,
     ):
         assert issubclass(cls, errors.LakeError) and cls.exit_code == 2
     assert issubclass(store_errors.VerifyFailed, errors.CheckFailed) and store_errors.VerifyFailed.exit_code == 1
+    assert issubclass(exp_errors.NotReproduced, errors.CheckFailed) and exp_errors.NotReproduced.exit_code == 1
 
 
 def test_layering_holds():
