@@ -436,22 +436,22 @@ def simulate_nb(
             cash_out[i] = cash
             position_out[i] = pos
         if i > 0:
-            r = eq / prev_eq - 1.0 if prev_eq > 0 else 0.0
             r_n += 1
-            r_sum += r
-            r_sq += r * r
-            if r < 0:
-                down_sq += r * r
+            if eq != prev_eq:  # a flat bar's return is exactly 0: it adds nothing to the sums, skip the division
+                r = eq / prev_eq - 1.0 if prev_eq > 0 else 0.0
+                r_sum += r
+                r_sq += r * r
+                if r < 0:
+                    down_sq += r * r
         prev_eq = eq
-        if eq > peak_eq:
-            peak_eq = eq
-            dd_bars = 0
-        else:
-            dd_bars += 1
-            if eq < peak_eq * (1.0 + max_dd):  # divide only on a new worst drawdown
-                max_dd = eq / peak_eq - 1.0
-            if eq < peak_eq and dd_bars > max_dd_bars:
-                max_dd_bars = dd_bars
+        # drawdown bookkeeping as selects, not branches: new highs come and go unpredictably
+        up = eq > peak_eq
+        peak_eq = eq if up else peak_eq
+        dd_bars = 0 if up else dd_bars + 1
+        if eq < peak_eq * (1.0 + max_dd):  # divide only on a new worst drawdown
+            max_dd = eq / peak_eq - 1.0
+        under = dd_bars if eq < peak_eq else 0
+        max_dd_bars = under if under > max_dd_bars else max_dd_bars
         if status == STATUS.bankrupt:
             # the rest of the run is flat at this equity: returns of 0, the drawdown goes on
             for _k in range(i + 1, n):
