@@ -168,36 +168,41 @@ def projections_table(items: list[dict[str, Any]]) -> None:
     console().print(table)
 
 
-class _Progress:
+class _LiveBar:
+    """A rich progress display on stderr, only when it is a terminal. ``with`` yields the callback the
+    library calls (or None); subclasses build the display and the callback in :meth:`start`."""
+
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
         self.bar: Any = None
-        self.task: Any = None
+
+    def start(self) -> Any:
+        raise NotImplementedError
 
     def __enter__(self) -> Any:
         if not self.enabled:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console(stderr=True),
-            transient=True,
-        )
+        callback = self.start()
         self.bar.__enter__()
-        self.task = self.bar.add_task("running", total=None)
-
-        def update(done: int, total: int, label: str) -> None:
-            self.bar.update(self.task, completed=done, total=total, description=label)
-
-        return update
+        return callback
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+
+
+class _Progress(_LiveBar):
+    def start(self) -> Any:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                            console=console(stderr=True), transient=True)  # fmt: skip
+        task = self.bar.add_task("running", total=None)
+
+        def update(done: int, total: int, label: str) -> None:
+            self.bar.update(task, completed=done, total=total, description=label)
+
+        return update
 
 
 def progress_bar(enabled: bool = True) -> _Progress:
@@ -308,46 +313,33 @@ def reproduce_report(report: Any) -> None:
     )
 
 
-class _BackfillProgress:
-    """Candles fetched, pages, rate and ETA of a backfill, on stderr when it is a terminal."""
+class _BackfillProgress(_LiveBar):
+    """Candles fetched, pages, rate and ETA of a backfill."""
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar: Any = None
-        self.tasks: dict[str, Any] = {}
+    def start(self) -> Any:
+        import time
 
-    def __enter__(self) -> Any:
-        if not self.enabled:
-            return None
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
+            TextColumn("{task.description}"), BarColumn(),
             TextColumn("{task.fields[candles]:,} candles, {task.fields[pages]} pages, {task.fields[rate]:,.0f}/s"),
-            TimeRemainingColumn(),
-            console=console(stderr=True),
-        )
-        self.bar.__enter__()
-        import time
-
+            TimeRemainingColumn(), console=console(stderr=True),
+        )  # fmt: skip
+        tasks: dict[str, Any] = {}
         started: dict[str, float] = {}
 
         def update(info: dict[str, Any]) -> None:
             sym = info["symbol"]
-            if sym not in self.tasks:
-                self.tasks[sym] = self.bar.add_task(sym, total=info["total_ms"], candles=0, pages=0, rate=0.0)
+            if sym not in tasks:
+                tasks[sym] = self.bar.add_task(sym, total=info["total_ms"], candles=0, pages=0, rate=0.0)
                 started[sym] = time.perf_counter()
             rate = info["candles"] / max(time.perf_counter() - started[sym], 1e-9)
             self.bar.update(
-                self.tasks[sym], completed=info["done_ms"], candles=info["candles"], pages=info["pages"], rate=rate
+                tasks[sym], completed=info["done_ms"], candles=info["candles"], pages=info["pages"], rate=rate
             )
 
         return update
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
 
 
 def backfill_progress(enabled: bool = True) -> _BackfillProgress:

@@ -147,13 +147,41 @@ class Market:
         return start, start + 1, len(self.bars) - 1
 
     def reset_env(
-        self, j: int, start: int, split: str, bk: np.ndarray, ts: np.ndarray, es: np.ndarray, obs: np.ndarray
+        self,
+        j: int,
+        start: int,
+        split: str,
+        bk: np.ndarray,
+        ts: np.ndarray,
+        es: np.ndarray,
+        obs: np.ndarray,
+        end: int | None = None,
     ) -> None:
-        """Put environment ``j`` of the state arrays at bar ``start`` of ``split``."""
-        _, _, end = self.start_range(split)
-        length = self.config.episode_length if split == "train" else end - start
-        EK.reset_nb(j, start, min(end, start + length), self.ohlcv, self.feats, self.config.window, bk, ts, es,
+        """Put environment ``j`` of the state arrays at bar ``start`` of ``split``; its episode ends at
+        ``end`` when given (a backtest's own range), else after an episode length (training) or at the
+        split's last bar."""
+        _, _, last = self.start_range(split)
+        if end is None:
+            length = self.config.episode_length if split == "train" else last - start
+            end = min(last, start + length)
+        EK.reset_nb(j, start, end, self.ohlcv, self.feats, self.config.window, bk, ts, es,
                     self.params, float(self.config.episode_length), obs)  # fmt: skip
+
+    def step_envs(
+        self,
+        state: tuple[np.ndarray, np.ndarray, np.ndarray],
+        actions: Any,
+        obs: np.ndarray,
+        out: tuple[np.ndarray, ...],
+        active: np.ndarray,
+    ) -> None:
+        """Step every active environment of ``state`` (book, trade, env arrays) once; ``out`` receives
+        reward, terminated, truncated, equity, target and stops."""
+        bk, ts, es = state
+        step: Any = EK.step_nb  # a numba dispatcher: its arity is only known at run time
+        step(self.ohlcv, self.feats, self.config.window, bk, ts, es, self.decode(actions), self.sizes,
+                   self.preset_sl, self.preset_tp, self.params, float(self.config.episode_length), obs, *out,
+                   active)  # fmt: skip
 
     def observation_space(self) -> spaces.Box:
         n_feat = self.obs_dim - EK.N_AGENT
@@ -231,35 +259,15 @@ class TradingEnv(gym.Env[np.ndarray, Any]):
         super().reset(seed=seed)
         lo, hi, _ = self.market.start_range(self.split)
         start = int(options["start"]) if options and "start" in options else int(self.np_random.integers(lo, hi))
+        end = int(options["end"]) if options and "end" in options else None
         m = self.market
-        m.reset_env(0, start, self.split, self._bk, self._ts, self._es, self._obs)
+        m.reset_env(0, start, self.split, self._bk, self._ts, self._es, self._obs, end)
         return self._obs[0].copy(), {"bar": start, "equity": float(m.params[0])}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         m = self.market
         reward, term, trunc, equity, target, stops, active = self._out
-        EK.step_nb(
-            m.ohlcv,
-            m.feats,
-            self.config.window,
-            self._bk,
-            self._ts,
-            self._es,
-            m.decode(action),
-            m.sizes,
-            m.preset_sl,
-            m.preset_tp,
-            m.params,
-            float(self.config.episode_length),
-            self._obs,
-            reward,
-            term,
-            trunc,
-            equity,
-            target,
-            stops,
-            active,
-        )
+        m.step_envs((self._bk, self._ts, self._es), action, self._obs, self._out[:6], active)
 
         def opt(x: float) -> float | None:
             return None if np.isnan(x) else float(x)
@@ -344,28 +352,8 @@ class VectorTradingEnv(gym.vector.VectorEnv[np.ndarray, Any, Any]):
         self._reward[:] = 0.0
         self._term[:] = False
         self._trunc[:] = False
-        EK.step_nb(
-            m.ohlcv,
-            m.feats,
-            self.config.window,
-            self._bk,
-            self._ts,
-            self._es,
-            m.decode(actions),
-            m.sizes,
-            m.preset_sl,
-            m.preset_tp,
-            m.params,
-            float(self.config.episode_length),
-            self._obs,
-            self._reward,
-            self._term,
-            self._trunc,
-            self._equity,
-            self._target,
-            self._stops,
-            active,
-        )
+        m.step_envs((self._bk, self._ts, self._es), actions, self._obs,
+                    (self._reward, self._term, self._trunc, self._equity, self._target, self._stops), active)  # fmt: skip
         done = self._term | self._trunc
         info: dict[str, Any] = {"equity": self._equity.copy()}
         if self.same_step_reset:

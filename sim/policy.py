@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .engine import Execution, Result, run
-from .env import EnvConfig, Market, TradingEnv
+from .env import Market, TradingEnv
 from .ppo import Agent
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
@@ -69,8 +69,7 @@ def rollout(agent: Agent, market: Market, start: int, end: int) -> tuple[np.ndar
     targets = np.full(n, np.nan)
     sl = np.full(n, np.nan)
     tp = np.full(n, np.nan)
-    obs, info = env.reset(options={"start": start})
-    env._es[0, 2] = end  # ES_END: this rollout's own range
+    obs, info = env.reset(options={"start": start, "end": end})
     equity = info["equity"]
     k = 0
     with torch.no_grad():
@@ -96,7 +95,3 @@ def backtest(agent: Agent, market: Market, start: int, end: int) -> Result:
     part = market.bars.slice(start, end + 1)
     ex: Execution = market.config.execution
     return run(part, targets, ex, mode="target", stop_loss=sl, take_profit=tp)
-
-
-def config_from_dict(d: dict[str, Any]) -> EnvConfig:
-    return EnvConfig.from_kwargs(**d)

@@ -19,6 +19,16 @@ def lake(tmp_path):
 
 
 @pytest.fixture
+def plake(tmp_path):
+    """A lake with projections (``projections.Lake``)."""
+    from projections import Lake
+
+    lk = Lake.open(tmp_path / "lake")
+    yield lk
+    lk.close()
+
+
+@pytest.fixture
 def ohlcv():
     from artifact_store.samples import synthetic_ohlcv
 

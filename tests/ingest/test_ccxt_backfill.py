@@ -15,20 +15,12 @@ from click.testing import CliRunner
 from artifact_store.ingest import backfill
 from artifact_store.ingest.ccxt_source import ExchangeFailed
 from cli.main import lake as lake_cli
-from projections import Lake
 from tests.conftest import PYTHON, lake_state, subprocess_env
 from tests.fakes.binance import FakeBinance
 
 DAY = 86_400_000
 T0 = 1_704_067_200_000  # 2024-01-01T00:00Z
 MIN = 60_000
-
-
-@pytest.fixture
-def plake(tmp_path):
-    lk = Lake.open(tmp_path / "lake")
-    yield lk
-    lk.close()
 
 
 def run_backfill(lk, fb, symbols=("BTC/USDT",), **kw):

@@ -11,17 +11,9 @@ from artifact_store import InvalidInput
 from artifact_store.ingest import import_file, ingest_alerts
 from artifact_store.samples import synthetic_ohlcv
 from cli.main import lake as lake_cli
-from projections import Lake, coverage
+from projections import coverage
 from schemas import ValidationError
 from tests.conftest import lake_state
-
-
-@pytest.fixture
-def plake(tmp_path):
-    lk = Lake.open(tmp_path / "lake")
-    yield lk
-    lk.close()
-
 
 CSV = """Time,Sym,O,H,L,C,Vol
 2024-03-31 01:00:00,BTC,100,101,99,100.5,3

@@ -14,17 +14,10 @@ from artifact_store import CorruptArtifact
 from artifact_store.objects import object_path
 from artifact_store.samples import synthetic_ohlcv
 from cli.main import lake as lake_cli
-from projections import Lake, ProjectionError, QueryError, UnknownSpec
+from projections import ProjectionError, QueryError, UnknownSpec
 from tests.conftest import PYTHON, subprocess_env
 
 MIN = 60_000_000
-
-
-@pytest.fixture
-def plake(tmp_path):
-    lk = Lake.open(tmp_path / "lake")
-    yield lk
-    lk.close()
 
 
 @pytest.fixture
