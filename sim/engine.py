@@ -308,11 +308,10 @@ def run(
         raise ValueError(f"mode must be one of {', '.join(MODE._fields)}, not {mode!r}")
     n = len(bars)
     tgt = _target_array(target, n)
-    finite = tgt[~np.isnan(tgt)]  # every trade is opened by an order: at most len(finite) + 1 trades
-    if mode == "signal" and finite.size and not ((finite == 1.0) | (finite == 0.0) | (finite == -1.0)).all():
-        raise ValueError("in signal mode target values must be -1, 0, 1 or NaN")
-    if mode == "target" and finite.size and (np.abs(finite) > 1).any():
-        raise ValueError("in target mode target values must lie in [-1, 1] or be NaN")
+    order_bars, bad = K.order_bars_nb(tgt, getattr(MODE, mode))
+    if bad >= 0:
+        allowed = "-1, 0, 1 or NaN" if mode == "signal" else "in [-1, 1] or NaN"
+        raise ValueError(f"in {mode} mode target values must be {allowed}; bar {bad} has {tgt[bad]!r}")
     order_sl = np.empty(0) if stop_loss is None else _target_array(stop_loss, n)
     order_tp = np.empty(0) if take_profit is None else _target_array(take_profit, n)
     if (stop_loss is None) != (take_profit is None):
@@ -320,7 +319,7 @@ def run(
         order_tp = (
             order_tp if take_profit is not None else np.full(n, np.nan if ex.take_profit is None else ex.take_profit)
         )
-    trades = np.zeros(finite.size + 1, dtype=trade_dt)
+    trades = np.zeros(order_bars.size + 1, dtype=trade_dt)  # every trade is opened by an order
     equity = np.empty(n)
     cash = np.empty(n)
     position = np.empty(n)
@@ -332,6 +331,7 @@ def run(
         bars.close,
         bars.volume,
         tgt,
+        order_bars,
         getattr(MODE, mode),
         *ex.kernel_args(),
         trades,

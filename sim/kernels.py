@@ -21,12 +21,17 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.core import config as numba_config
+from numba.extending import intrinsic
 
 from .records import EXIT, FILL_AT, MODE, N_METRICS, REMAINDER, SIZING, STATUS, UNITS, trade_dt
 
 _EPS = 2.220446049250313e-16  # backtesting.py sizes "all in" as 1 - epsilon of equity
 _TINY = 1e-12
+_PREFETCH_ORDERS = 4
 
 # Indices into the per-trade state vector ``ts`` (one float64 array keeps the kernel signature small).
 # _SL/_TP: the stop-loss and take-profit fractions the trade's opening order carried (NaN: none)
@@ -34,6 +39,34 @@ _SIDE, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _OUT_UNITS, _OUT_VALUE, _FEES, _LOW, _H
     13
 )
 N_TRADE_STATE = 13
+
+
+@intrinsic
+def _prefetch_intrinsic(typingctx, arr, idx):
+    """Ask the CPU to start fetching ``arr[idx]`` into cache; no effect on results. Bars between events
+    are skipped (flat spans never read prices), so an event bar's prices would otherwise come from DRAM."""
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        aryty = sig.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]], wraparound=False)
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        name = "llvm.prefetch.p0" if getattr(ptr.type, "is_opaque", False) else "llvm.prefetch.p0i8"
+        fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])  # read, keep, data
+        return context.get_dummy_value()
+
+    return types.void(arr, idx), codegen
+
+
+def _prefetch_py(arr: np.ndarray, idx: int) -> None:
+    """Pure Python (NUMBA_DISABLE_JIT=1): a hint has nothing to do."""
+
+
+_prefetch = _prefetch_py if numba_config.DISABLE_JIT else _prefetch_intrinsic
 
 
 @njit(cache=True)
@@ -263,8 +296,78 @@ def _protect_nb(bk, ts, trades, i, open_i, high, low, trailing, fee_rate, slip_r
 
 
 @njit(cache=True)
+def _held_span_nb(
+    close, start, stop, cash, pos, record, equity_out, cash_out, position_out,
+    prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq,
+):  # fmt: skip
+    """Bars ``start..stop-1`` with a position that nothing changes: equity moves with the close. Stops
+    before a bar whose equity falls to 0 or below (bankruptcy is an event); returns that bar (or ``stop``)
+    and the statistics. A function of its own: inside the big loop LLVM spilled the sums to the stack."""
+    k = start
+    while k < stop:
+        e = cash + pos * close[k]
+        if e <= 0.0:
+            break
+        if record:
+            equity_out[k] = e
+            cash_out[k] = cash
+            position_out[k] = pos
+        r = e / prev_eq - 1.0  # prev_eq > 0: the bar before is in this span or an event that kept pos
+        r_sum += r
+        r_sq += r * r
+        down_sq += r * r if r < 0 else 0.0
+        prev_eq = e
+        dd_bars = 0 if e > peak_eq else dd_bars + 1
+        peak_eq = max(peak_eq, e)
+        if e < peak_eq * (1.0 + max_dd):
+            max_dd = e / peak_eq - 1.0
+        under = dd_bars if e < peak_eq else 0
+        max_dd_bars = max(under, max_dd_bars)
+        k += 1
+    return k, prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq
+
+
+@njit(cache=True)
+def _flat_span_nb(start, stop, cash, record, equity_out, cash_out, position_out):
+    """Record bars ``start..stop-1`` with no position: equity = cash."""
+    if record:
+        equity_out[start:stop] = cash
+        cash_out[start:stop] = cash
+        position_out[start:stop] = 0.0
+
+
+@njit(cache=True)
+def _flat_stats_nb(bars, r_n, dd_bars, max_dd_bars, under):
+    """The statistics after ``bars`` more bars at an unchanged equity: returns of exactly 0 (they add
+    nothing to the sums), the drawdown's duration goes on when equity is below its peak."""
+    r_n += bars
+    dd_bars += bars
+    if under and dd_bars > max_dd_bars:
+        max_dd_bars = dd_bars
+    return r_n, dd_bars, max_dd_bars
+
+
+@njit(cache=True)
+def order_bars_nb(target, mode):
+    """The bars that carry an order (target not NaN), in order, and the first bar whose value the mode does
+    not allow (-1 if none): signal mode takes -1, 0 and 1; target mode takes [-1, 1]."""
+    n = target.shape[0]
+    idx = np.empty(n, dtype=np.int64)  # only the pages written are ever touched
+    k = 0
+    bad = -1
+    for i in range(n):
+        v = target[i]
+        if not math.isnan(v):
+            idx[k] = i
+            k += 1
+            if bad < 0 and ((v != 0.0 and v != 1.0 and v != -1.0) if mode == MODE.signal else not abs(v) <= 1.0):
+                bad = i
+    return idx[:k].copy(), bad
+
+
+@njit(cache=True)
 def simulate_nb(
-    open_, high, low, close, volume, target,
+    open_, high, low, close, volume, target, order_bars,
     mode, cash0, fill_at, latency, fee_rate, slip_rate,
     stop_loss, take_profit, trailing, sizing, size, units_mode, leverage,
     participation, remainder, max_hold, close_at_end,
@@ -272,11 +375,17 @@ def simulate_nb(
 ):  # fmt: skip
     """Run one backtest over one instrument. Returns (number of trades, status).
 
-    ``target``: per-bar order (NaN = none), see :class:`sim.records.Mode`. Stop levels are fractions of the
-    entry price (NaN = off); ``participation`` is the largest fill as a fraction of the bar's volume (NaN =
-    no cap); ``max_hold`` in bars (0 = off). ``trades``, ``equity_out``, ``cash_out`` and
-    ``position_out`` are written only with ``record``. ``order_sl``/``order_tp`` (per bar, or empty to use the scalars)
-    are the stops the order of that bar gives the trade it opens.
+    ``target``: per-bar order (NaN = none), see :class:`sim.records.Mode`; ``order_bars``: the bars where it
+    is not NaN (:func:`order_bars_nb`). Stop levels are fractions of the entry price (NaN = off);
+    ``participation`` is the largest fill as a fraction of the bar's volume (NaN = no cap); ``max_hold`` in
+    bars (0 = off). ``trades``, ``equity_out``, ``cash_out`` and ``position_out`` are written only with
+    ``record``. ``order_sl``/``order_tp`` (per bar, or empty to use the scalars) are the stops the order of
+    that bar gives the trade it opens.
+
+    The loop runs from event to event. A bar is an event when an order is due, a remainder is carried, the
+    open trade has stops to check, its holding time ends, or it is the last bar with ``close_at_end``. The
+    bars between two events are quiet: cash and position do not move, so they only record equity and feed
+    the statistics, in tight loops (flat spans in O(1) for the statistics).
     """
     n = close.shape[0]
     bk = np.zeros(N_BOOK)
@@ -288,16 +397,21 @@ def simulate_nb(
     has_trail = not math.isnan(trailing)
     at_open = fill_at == FILL_AT.next_open
     delay = 1 + latency if at_open else latency
-    n_orders = 0
-    for i in range(n):
-        if not math.isnan(target[i]):
-            n_orders += 1
-    q_bar = np.empty(n_orders + 1, dtype=np.int64)  # pending orders, first in first out
-    q_tgt = np.empty(n_orders + 1)
-    q_sl = np.empty(n_orders + 1)
-    q_tp = np.empty(n_orders + 1)
+    # every order is known up front: the queue holds them all, due at their bar + delay (first in first out)
+    q_tail = order_bars.shape[0]
+    q_bar = order_bars + delay
+    q_tgt = np.empty(q_tail)
+    q_sl = np.empty(q_tail)
+    q_tp = np.empty(q_tail)
+    for k in range(q_tail):
+        if k + _PREFETCH_ORDERS < q_tail:
+            _prefetch(target, order_bars[k + _PREFETCH_ORDERS])
+        b = order_bars[k]
+        q_tgt[k] = target[b]
+        q_sl[k] = order_sl[b] if per_order else stop_loss
+        q_tp[k] = order_tp[b] if per_order else take_profit
     q_head = 0
-    q_tail = 0
+    pf = 0  # the next order whose bar's prices are to be prefetched
     # Hot state lives in locals: bk and ts may alias the outputs, so LLVM would reload them on every bar.
     # They are synced around the helpers, which run only on fills and exits.
     cash = cash0
@@ -317,9 +431,11 @@ def simulate_nb(
     r_sum = 0.0
     r_sq = 0.0
     down_sq = 0.0
-    # The fills at the open and at the close are written out twice on purpose: folding them into one helper
-    # that returns the loop's state made a 10M-bar run 10 % slower (measured), inlined or not.
-    for i in range(n):
+    i = 0
+    while i < n:
+        # -- the event bar i --------------------------------------------------------------------------------
+        # The fills at the open and at the close are written out twice on purpose: folding them into one
+        # helper that returns the loop's state made a 10M-bar run 10 % slower (measured), inlined or not.
         if at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
             bk[_CASH] = cash
             bk[_POS] = pos
@@ -376,13 +492,6 @@ def simulate_nb(
                 cash = bk[_CASH]
                 pos = 0.0
                 carrying = False
-        tgt = target[i]
-        if not math.isnan(tgt):
-            q_bar[q_tail] = i + delay
-            q_tgt[q_tail] = tgt
-            q_sl[q_tail] = order_sl[i] if per_order else stop_loss
-            q_tp[q_tail] = order_tp[i] if per_order else take_profit
-            q_tail += 1
         if not at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
             bk[_CASH] = cash
             bk[_POS] = pos
@@ -444,7 +553,6 @@ def simulate_nb(
                 if r < 0:
                     down_sq += r * r
         prev_eq = eq
-        # drawdown bookkeeping as selects, not branches: new highs come and go unpredictably
         up = eq > peak_eq
         peak_eq = eq if up else peak_eq
         dd_bars = 0 if up else dd_bars + 1
@@ -452,18 +560,49 @@ def simulate_nb(
             max_dd = eq / peak_eq - 1.0
         under = dd_bars if eq < peak_eq else 0
         max_dd_bars = under if under > max_dd_bars else max_dd_bars
+        i += 1
         if status == STATUS.bankrupt:
-            # the rest of the run is flat at this equity: returns of 0, the drawdown goes on
-            for _k in range(i + 1, n):
-                r_n += 1
-                dd_bars += 1
-                if eq < peak_eq and dd_bars > max_dd_bars:
-                    max_dd_bars = dd_bars
-            if record:
-                equity_out[i + 1 :] = eq
-                cash_out[i + 1 :] = eq
-                position_out[i + 1 :] = 0.0
-            break
+            break  # the rest of the run is a flat span at this equity
+        # -- the quiet bars up to the next event ----------------------------------------------------------
+        if carrying or (pos != 0.0 and t_stops):
+            continue  # every bar is an event
+        stop = q_bar[q_head] if q_head < q_tail else n
+        if pos != 0.0:
+            if max_hold > 0:
+                stop = min(stop, t_entry + max_hold)
+            if close_at_end:
+                stop = min(stop, n - 1)
+        stop = min(stop, n)
+        if stop <= i:
+            continue
+        # start fetching the prices of the next few orders' bars: a flat span is too short to hide DRAM latency
+        pf = max(pf, q_head)
+        while pf < q_tail and pf < q_head + _PREFETCH_ORDERS:
+            b = q_bar[pf]
+            if b < n:
+                _prefetch(open_, b)
+                _prefetch(close, b)
+                _prefetch(high, b)
+                _prefetch(low, b)
+                _prefetch(volume, b)
+            pf += 1
+        if pos != 0.0:
+            # cash and position hold; equity moves with the close. A bar whose equity falls to 0 or below is
+            # an event (bankruptcy): the span ends before it.
+            k, prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq = _held_span_nb(
+                close, i, stop, cash, pos, record, equity_out, cash_out, position_out,
+                prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq,
+            )  # fmt: skip
+            r_n += k - i
+            eq = prev_eq
+            i = k
+        else:
+            _flat_span_nb(i, stop, cash, record, equity_out, cash_out, position_out)
+            r_n, dd_bars, max_dd_bars = _flat_stats_nb(stop - i, r_n, dd_bars, max_dd_bars, eq < peak_eq)
+            i = stop
+    if status == STATUS.bankrupt and i < n:
+        _flat_span_nb(i, n, eq, record, equity_out, cash_out, position_out)
+        r_n, dd_bars, max_dd_bars = _flat_stats_nb(n - i, r_n, dd_bars, max_dd_bars, eq < peak_eq)
     bk[_CASH] = cash
     bk[_POS] = pos
     n_tr = int(bk[_NTR])
@@ -637,6 +776,7 @@ def sma_grid_nb(
             close,
             volume,
             tgt,
+            order_bars_nb(tgt, MODE.signal)[0],
             MODE.signal,
             cash0,
             fill_at,
