@@ -123,10 +123,7 @@ def step_nb(
     """
     open_, high, low, close, volume = bars[0], bars[1], bars[2], bars[3], bars[4]
     none = np.empty(0, dtype=trade_dt)
-    q_bar = np.zeros(1, dtype=np.int64)
-    q_tgt = np.zeros(1)
-    q_sl = np.zeros(1)
-    q_tp = np.zeros(1)
+    queue = np.zeros((1, 4))  # one order: due bar, target, stop-loss, take-profit
     fee = params[P_FEE]
     slip = params[P_SLIP]
     for j in range(actions.shape[0]):
@@ -145,10 +142,10 @@ def step_nb(
         if tgt != es[j, ES_LAST_TGT]:
             es[j, ES_LAST_TGT] = tgt
             targets[j] = tgt
-            q_bar[0] = i
-            q_tgt[0] = tgt
-            q_sl[0] = sl
-            q_tp[0] = tp
+            queue[0, 0] = i
+            queue[0, 1] = tgt
+            queue[0, 2] = sl
+            queue[0, 3] = tp
             _execute_nb(
                 b,
                 tr,
@@ -156,12 +153,8 @@ def step_nb(
                 open_[i],
                 i,
                 volume[i],
-                q_bar,
-                q_tgt,
-                q_sl,
-                q_tp,
+                queue,
                 0,
-                1,
                 MODE.target,
                 fee,
                 slip,
@@ -172,17 +165,14 @@ def step_nb(
                 np.nan,
                 REMAINDER.cancel,
                 False,
-                high,
-                low,
-                False,
             )
         if b[_POS] != 0.0 and not (math.isnan(tr[_SL]) and math.isnan(tr[_TP])):
-            _protect_nb(b, tr, none, i, open_[i], high, low, np.nan, fee, slip, False)
+            _protect_nb(b, tr, none, i, open_[i], high[i], low[i], np.nan, fee, slip, False)
         eq = _equity(b, close[i])
         term = False
         if eq <= 0.0:
             if b[_POS] != 0.0:
-                _exit_nb(b, tr, none, close[i], i, EXIT.bankrupt, fee, slip, False, high, low, True)
+                _exit_nb(b, tr, none, close[i], i, EXIT.bankrupt, fee, slip, False)
             eq = b[_CASH]
             term = True
         prev = es[j, ES_PREV_EQ]

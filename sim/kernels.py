@@ -34,11 +34,10 @@ _TINY = 1e-12
 _PREFETCH_ORDERS = 4
 
 # Indices into the per-trade state vector ``ts`` (one float64 array keeps the kernel signature small).
+# _LOW/_HIGH: the lowest and highest price the trade has seen (its fills and every bar it lived through whole);
 # _SL/_TP: the stop-loss and take-profit fractions the trade's opening order carried (NaN: none)
-_SIDE, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _OUT_UNITS, _OUT_VALUE, _FEES, _LOW, _HIGH, _PEAK, _AT_OPEN, _SL, _TP = range(
-    13
-)
-N_TRADE_STATE = 13
+_SIDE, _ENTRY_IDX, _IN_UNITS, _IN_VALUE, _OUT_UNITS, _OUT_VALUE, _FEES, _LOW, _HIGH, _PEAK, _SL, _TP = range(12)
+N_TRADE_STATE = 12
 
 
 @intrinsic
@@ -70,19 +69,14 @@ _prefetch = _prefetch_py if numba_config.DISABLE_JIT else _prefetch_intrinsic
 
 
 @njit(cache=True)
-def _close_record_nb(trades, n_tr, ts, exit_idx, reason, record, high, low, last_bar):
-    """Write trade ``n_tr``; returns its pnl. Excursions scan the bars the trade lived through whole
-    (from its entry bar if it filled at the open, else the next; to ``last_bar``) plus its fill prices."""
+def _close_record_nb(trades, n_tr, ts, exit_idx, reason, record):
+    """Write trade ``n_tr``; returns its pnl. The excursions come from the prices the trade has seen."""
     side = ts[_SIDE]
     entry_price = ts[_IN_VALUE] / ts[_IN_UNITS]
     pnl = side * (ts[_OUT_VALUE] - ts[_IN_VALUE]) - ts[_FEES]
     if record and n_tr < trades.shape[0]:  # numba does not check bounds; the caller sizes for every order
         lo = ts[_LOW]
         hi = ts[_HIGH]
-        first = int(ts[_ENTRY_IDX]) + (0 if ts[_AT_OPEN] > 0 else 1)
-        for k in range(first, last_bar + 1):
-            lo = min(lo, low[k])
-            hi = max(hi, high[k])
         t = trades[n_tr]
         t["entry_idx"] = np.int64(ts[_ENTRY_IDX])
         t["exit_idx"] = exit_idx
@@ -104,19 +98,19 @@ def _close_record_nb(trades, n_tr, ts, exit_idx, reason, record, high, low, last
 
 
 @njit(cache=True)
-def _fill_nb(delta, raw_price, i, cash, pos, ts, fee_rate, slip_rate, acc, at_open):
+def _fill_nb(delta, raw_price, i, cash, pos, ts, fee_rate, slip_rate, bk):
     """Trade ``delta`` units at ``raw_price`` (slipped against the trader). Never crosses zero.
 
-    Returns (cash, pos, closed): ``closed`` is True when the fill flattened the position.
-    ``acc`` accumulates [traded notional, fees].
+    Returns (cash, pos, closed): ``closed`` is True when the fill flattened the position. The book ``bk``
+    accumulates the traded notional and the fees.
     """
     sign = 1.0 if delta > 0 else -1.0
     price = raw_price * (1.0 + sign * slip_rate)
     units = abs(delta)
     fee = units * price * fee_rate
     cash -= delta * price + fee
-    acc[0] += units * price
-    acc[1] += fee
+    bk[_NOTIONAL] += units * price
+    bk[_FEESUM] += fee
     if pos == 0.0:
         ts[_SIDE] = sign
         ts[_ENTRY_IDX] = i
@@ -128,7 +122,6 @@ def _fill_nb(delta, raw_price, i, cash, pos, ts, fee_rate, slip_rate, acc, at_op
         ts[_LOW] = price
         ts[_HIGH] = price
         ts[_PEAK] = price
-        ts[_AT_OPEN] = 1.0 if at_open else 0.0
     else:
         ts[_LOW] = min(ts[_LOW], price)
         ts[_HIGH] = max(ts[_HIGH], price)
@@ -182,17 +175,15 @@ N_BOOK = 13
 
 
 @njit(cache=True)
-def _exit_nb(bk, ts, trades, raw, i, reason, fee_rate, slip_rate, record, high, low, at_close):
+def _exit_nb(bk, ts, trades, raw, i, reason, fee_rate, slip_rate, record):
     """Close the whole position at ``raw`` (slipped) and record the trade."""
-    bk[_CASH], bk[_POS], _ = _fill_nb(
-        -bk[_POS], raw, i, bk[_CASH], bk[_POS], ts, fee_rate, slip_rate, bk[_NOTIONAL:], False
-    )
-    _book_close_nb(bk, ts, trades, i, reason, record, high, low, i if at_close else i - 1)
+    bk[_CASH], bk[_POS], _ = _fill_nb(-bk[_POS], raw, i, bk[_CASH], bk[_POS], ts, fee_rate, slip_rate, bk)
+    _book_close_nb(bk, ts, trades, i, reason, record)
 
 
 @njit(cache=True)
-def _book_close_nb(bk, ts, trades, i, reason, record, high, low, last_bar):
-    pnl = _close_record_nb(trades, int(bk[_NTR]), ts, i, reason, record, high, low, last_bar)
+def _book_close_nb(bk, ts, trades, i, reason, record):
+    pnl = _close_record_nb(trades, int(bk[_NTR]), ts, i, reason, record)
     bk[_EXPOSED] += i - ts[_ENTRY_IDX]  # bars closed with the position open
     bk[_NTR] += 1
     bk[_NCLOSED] += 1
@@ -206,15 +197,15 @@ def _book_close_nb(bk, ts, trades, i, reason, record, high, low, last_bar):
 
 @njit(cache=True)
 def _execute_nb(
-    bk, ts, trades, raw, i, volume_i, q_bar, q_tgt, q_sl, q_tp, q_head, q_tail,
+    bk, ts, trades, raw, i, volume_i, queue, q_head,
     mode, fee_rate, slip_rate, sizing, size, units_mode, leverage, participation, remainder, record,
-    high, low, at_close,
 ):  # fmt: skip
-    """Fill the orders due at bar ``i`` at price ``raw``; returns the new queue head."""
-    while q_head < q_tail and q_bar[q_head] <= i:
-        tgt = q_tgt[q_head]
-        bk[_OSL] = q_sl[q_head]
-        bk[_OTP] = q_tp[q_head]
+    """Fill the orders due at bar ``i`` at price ``raw``; returns the new queue head. ``queue`` rows:
+    (due bar, target, stop-loss, take-profit)."""
+    while q_head < queue.shape[0] and queue[q_head, 0] <= i:
+        tgt = queue[q_head, 1]
+        bk[_OSL] = queue[q_head, 2]
+        bk[_OTP] = queue[q_head, 3]
         q_head += 1
         bk[_CARRY] = np.nan  # a new order replaces what an older one still wanted
         pos = bk[_POS]
@@ -224,7 +215,7 @@ def _execute_nb(
             if pos != 0.0 and tgt != 0.0 and (pos > 0) == (tgt > 0):
                 continue  # already on that side
         if pos != 0.0 and (mode == MODE.signal or tgt == 0.0 or (tgt > 0) != (pos > 0)):
-            _exit_nb(bk, ts, trades, raw, i, EXIT.signal, fee_rate, slip_rate, record, high, low, at_close)
+            _exit_nb(bk, ts, trades, raw, i, EXIT.signal, fee_rate, slip_rate, record)
         sign = 1.0 if tgt > 0 else -1.0
         equity = bk[_CASH] + bk[_POS] * raw
         bk[_CARRY] = _want_units_nb(
@@ -245,14 +236,12 @@ def _execute_nb(
         if pos != 0.0 and (pos + delta) * pos < 0:
             delta = -pos  # one fill never crosses zero
         if delta != 0.0:
-            bk[_CASH], bk[_POS], closed = _fill_nb(
-                delta, raw, i, bk[_CASH], pos, ts, fee_rate, slip_rate, bk[_NOTIONAL:], not at_close
-            )
+            bk[_CASH], bk[_POS], closed = _fill_nb(delta, raw, i, bk[_CASH], pos, ts, fee_rate, slip_rate, bk)
             if pos == 0.0:  # this fill opened a trade: it keeps the stops of the order that opened it
                 ts[_SL] = bk[_OSL]
                 ts[_TP] = bk[_OTP]
             if closed:
-                _book_close_nb(bk, ts, trades, i, EXIT.signal, record, high, low, i if at_close else i - 1)
+                _book_close_nb(bk, ts, trades, i, EXIT.signal, record)
                 bk[_CARRY] = want if want != 0.0 else np.nan
     if math.isnan(bk[_CARRY]):
         return q_head
@@ -262,7 +251,7 @@ def _execute_nb(
 
 
 @njit(cache=True)
-def _protect_nb(bk, ts, trades, i, open_i, high, low, trailing, fee_rate, slip_rate, record):
+def _protect_nb(bk, ts, trades, i, open_i, high_i, low_i, trailing, fee_rate, slip_rate, record):
     """Stop-loss (the trade's own), trailing stop and take-profit (the trade's own) inside bar ``i``."""
     stop_loss = ts[_SL]
     take_profit = ts[_TP]
@@ -284,56 +273,79 @@ def _protect_nb(bk, ts, trades, i, open_i, high, low, trailing, fee_rate, slip_r
         px, reason = open_i, stop_reason  # gapped through the stop: filled at the open
     elif not math.isnan(take) and (open_i >= take if side > 0 else open_i <= take):
         px, reason = open_i, EXIT.take_profit
-    elif not math.isnan(stop) and (low[i] <= stop if side > 0 else high[i] >= stop):
+    elif not math.isnan(stop) and (low_i <= stop if side > 0 else high_i >= stop):
         px, reason = stop, stop_reason  # checked before the take-profit: the conservative tie rule
-    elif not math.isnan(take) and (high[i] >= take if side > 0 else low[i] <= take):
+    elif not math.isnan(take) and (high_i >= take if side > 0 else low_i <= take):
         px, reason = take, EXIT.take_profit
     if math.isnan(px):
         return
     ts[_LOW] = min(ts[_LOW], px)
     ts[_HIGH] = max(ts[_HIGH], px)
-    _exit_nb(bk, ts, trades, px, i, reason, fee_rate, slip_rate, record, high, low, False)
+    _exit_nb(bk, ts, trades, px, i, reason, fee_rate, slip_rate, record)
+
+
+@njit(cache=True)
+def _bar_stats_nb(e, prev_eq, r_sum, r_sq, down_sq, peak_eq, max_dd, dd_bars, max_dd_bars):
+    """One held bar's equity ``e`` into the return sums and the drawdown (``prev_eq`` > 0: the bar before
+    kept the position, or is an event that did). No branch but the rare new worst drawdown."""
+    r = e / prev_eq - 1.0
+    r_sum += r
+    r_sq += r * r
+    down_sq += r * r if r < 0 else 0.0
+    dd_bars = 0 if e > peak_eq else dd_bars + 1
+    peak_eq = max(peak_eq, e)
+    if e < peak_eq * (1.0 + max_dd):
+        max_dd = e / peak_eq - 1.0
+    under = dd_bars if e < peak_eq else 0
+    max_dd_bars = max(under, max_dd_bars)
+    return r_sum, r_sq, down_sq, peak_eq, max_dd, dd_bars, max_dd_bars
 
 
 @njit(cache=True)
 def _held_span_nb(
-    close, start, stop, cash, pos, record, equity_out, cash_out, position_out,
-    prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq,
+    close, low, high, start, stop, cash, pos, record, equity_out, cash_out, position_out,
+    prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq, lo, hi,
 ):  # fmt: skip
     """Bars ``start..stop-1`` with a position that nothing changes: equity moves with the close. Stops
-    before a bar whose equity falls to 0 or below (bankruptcy is an event); returns that bar (or ``stop``)
-    and the statistics. A function of its own: inside the big loop LLVM spilled the sums to the stack."""
-    k = start
-    while k < stop:
-        e = cash + pos * close[k]
-        if e <= 0.0:
-            break
-        if record:
-            equity_out[k] = e
-            cash_out[k] = cash
-            position_out[k] = pos
-        r = e / prev_eq - 1.0  # prev_eq > 0: the bar before is in this span or an event that kept pos
-        r_sum += r
-        r_sq += r * r
-        down_sq += r * r if r < 0 else 0.0
-        prev_eq = e
-        dd_bars = 0 if e > peak_eq else dd_bars + 1
-        peak_eq = max(peak_eq, e)
-        if e < peak_eq * (1.0 + max_dd):
-            max_dd = e / peak_eq - 1.0
-        under = dd_bars if e < peak_eq else 0
-        max_dd_bars = max(under, max_dd_bars)
-        k += 1
-    return k, prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq
+    before a bar whose equity falls to 0 or below (bankruptcy is an event); returns that bar (or ``stop``),
+    the statistics, and (with ``record``) the trade's lowest low and highest high, for its excursions.
 
-
-@njit(cache=True)
-def _flat_span_nb(start, stop, cash, record, equity_out, cash_out, position_out):
-    """Record bars ``start..stop-1`` with no position: equity = cash."""
+    A function of its own: inside the big loop LLVM spilled the sums to the stack. The loop runs over
+    slices from 0, so LLVM can drop numba's negative-index fix-ups from every access."""
+    c = close[start:stop]
+    m = c.shape[0]
+    j = 0
     if record:
-        equity_out[start:stop] = cash
-        cash_out[start:stop] = cash
-        position_out[start:stop] = 0.0
+        lw = low[start:stop]
+        hg = high[start:stop]
+        eo = equity_out[start:stop]
+        co = cash_out[start:stop]
+        po = position_out[start:stop]
+        while j < m:
+            e = cash + pos * c[j]
+            if e <= 0.0:
+                break
+            eo[j] = e
+            co[j] = cash
+            po[j] = pos
+            lo = min(lo, lw[j])
+            hi = max(hi, hg[j])
+            r_sum, r_sq, down_sq, peak_eq, max_dd, dd_bars, max_dd_bars = _bar_stats_nb(
+                e, prev_eq, r_sum, r_sq, down_sq, peak_eq, max_dd, dd_bars, max_dd_bars
+            )
+            prev_eq = e
+            j += 1
+    else:
+        while j < m:
+            e = cash + pos * c[j]
+            if e <= 0.0:
+                break
+            r_sum, r_sq, down_sq, peak_eq, max_dd, dd_bars, max_dd_bars = _bar_stats_nb(
+                e, prev_eq, r_sum, r_sq, down_sq, peak_eq, max_dd, dd_bars, max_dd_bars
+            )
+            prev_eq = e
+            j += 1
+    return start + j, prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq, lo, hi
 
 
 @njit(cache=True)
@@ -399,17 +411,15 @@ def simulate_nb(
     delay = 1 + latency if at_open else latency
     # every order is known up front: the queue holds them all, due at their bar + delay (first in first out)
     q_tail = order_bars.shape[0]
-    q_bar = order_bars + delay
-    q_tgt = np.empty(q_tail)
-    q_sl = np.empty(q_tail)
-    q_tp = np.empty(q_tail)
+    queue = np.empty((q_tail, 4))  # due bar (exact in a float), target, stop-loss, take-profit
     for k in range(q_tail):
         if k + _PREFETCH_ORDERS < q_tail:
             _prefetch(target, order_bars[k + _PREFETCH_ORDERS])
         b = order_bars[k]
-        q_tgt[k] = target[b]
-        q_sl[k] = order_sl[b] if per_order else stop_loss
-        q_tp[k] = order_tp[b] if per_order else take_profit
+        queue[k, 0] = b + delay
+        queue[k, 1] = target[b]
+        queue[k, 2] = order_sl[b] if per_order else stop_loss
+        queue[k, 3] = order_tp[b] if per_order else take_profit
     q_head = 0
     pf = 0  # the next order whose bar's prices are to be prefetched
     # Hot state lives in locals: bk and ts may alias the outputs, so LLVM would reload them on every bar.
@@ -436,7 +446,7 @@ def simulate_nb(
         # -- the event bar i --------------------------------------------------------------------------------
         # The fills at the open and at the close are written out twice on purpose: folding them into one
         # helper that returns the loop's state made a 10M-bar run 10 % slower (measured), inlined or not.
-        if at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
+        if at_open and (carrying or (q_head < q_tail and queue[q_head, 0] <= i)):
             bk[_CASH] = cash
             bk[_POS] = pos
             ts[_PEAK] = t_peak
@@ -447,12 +457,8 @@ def simulate_nb(
                 open_[i],
                 i,
                 volume[i],
-                q_bar,
-                q_tgt,
-                q_sl,
-                q_tp,
+                queue,
                 q_head,
-                q_tail,
                 mode,
                 fee_rate,
                 slip_rate,
@@ -463,9 +469,6 @@ def simulate_nb(
                 participation,
                 remainder,
                 record,
-                high,
-                low,
-                False,
             )
             cash = bk[_CASH]
             pos = bk[_POS]
@@ -479,20 +482,23 @@ def simulate_nb(
                 bk[_CASH] = cash
                 bk[_POS] = pos
                 ts[_PEAK] = t_peak
-                _protect_nb(bk, ts, trades, i, open_[i], high, low, trailing, fee_rate, slip_rate, record)
+                _protect_nb(bk, ts, trades, i, open_[i], high[i], low[i], trailing, fee_rate, slip_rate, record)
                 cash = bk[_CASH]
                 pos = bk[_POS]
                 carrying = carrying and pos != 0.0
                 if pos != 0.0 and has_trail:
                     t_peak = max(t_peak, high[i]) if pos > 0 else min(t_peak, low[i])
+            if pos != 0.0 and record:  # the trade lives through the whole bar: its excursions see it
+                ts[_LOW] = min(ts[_LOW], low[i])
+                ts[_HIGH] = max(ts[_HIGH], high[i])
             if pos != 0.0 and max_hold > 0 and i - t_entry >= max_hold:
                 bk[_CASH] = cash
                 bk[_POS] = pos
-                _exit_nb(bk, ts, trades, close[i], i, EXIT.max_hold, fee_rate, slip_rate, record, high, low, True)
+                _exit_nb(bk, ts, trades, close[i], i, EXIT.max_hold, fee_rate, slip_rate, record)
                 cash = bk[_CASH]
                 pos = 0.0
                 carrying = False
-        if not at_open and (carrying or (q_head < q_tail and q_bar[q_head] <= i)):
+        if not at_open and (carrying or (q_head < q_tail and queue[q_head, 0] <= i)):
             bk[_CASH] = cash
             bk[_POS] = pos
             ts[_PEAK] = t_peak
@@ -503,12 +509,8 @@ def simulate_nb(
                 close[i],
                 i,
                 volume[i],
-                q_bar,
-                q_tgt,
-                q_sl,
-                q_tp,
+                queue,
                 q_head,
-                q_tail,
                 mode,
                 fee_rate,
                 slip_rate,
@@ -519,9 +521,6 @@ def simulate_nb(
                 participation,
                 remainder,
                 record,
-                high,
-                low,
-                True,
             )
             cash = bk[_CASH]
             pos = bk[_POS]
@@ -534,7 +533,7 @@ def simulate_nb(
             why = EXIT.bankrupt if eq <= 0.0 else EXIT.end
             bk[_CASH] = cash
             bk[_POS] = pos
-            _exit_nb(bk, ts, trades, close[i], i, why, fee_rate, slip_rate, record, high, low, True)
+            _exit_nb(bk, ts, trades, close[i], i, why, fee_rate, slip_rate, record)
             cash = bk[_CASH]
             pos = 0.0
             eq = cash
@@ -566,7 +565,7 @@ def simulate_nb(
         # -- the quiet bars up to the next event ----------------------------------------------------------
         if carrying or (pos != 0.0 and t_stops):
             continue  # every bar is an event
-        stop = q_bar[q_head] if q_head < q_tail else n
+        stop = int(queue[q_head, 0]) if q_head < q_tail else n
         if pos != 0.0:
             if max_hold > 0:
                 stop = min(stop, t_entry + max_hold)
@@ -578,7 +577,7 @@ def simulate_nb(
         # start fetching the prices of the next few orders' bars: a flat span is too short to hide DRAM latency
         pf = max(pf, q_head)
         while pf < q_tail and pf < q_head + _PREFETCH_ORDERS:
-            b = q_bar[pf]
+            b = int(queue[pf, 0])
             if b < n:
                 _prefetch(open_, b)
                 _prefetch(close, b)
@@ -589,19 +588,27 @@ def simulate_nb(
         if pos != 0.0:
             # cash and position hold; equity moves with the close. A bar whose equity falls to 0 or below is
             # an event (bankruptcy): the span ends before it.
-            k, prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq = _held_span_nb(
-                close, i, stop, cash, pos, record, equity_out, cash_out, position_out,
-                prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq,
+            k, prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq, lo, hi = _held_span_nb(
+                close, low, high, i, stop, cash, pos, record, equity_out, cash_out, position_out,
+                prev_eq, peak_eq, max_dd, dd_bars, max_dd_bars, r_sum, r_sq, down_sq, ts[_LOW], ts[_HIGH],
             )  # fmt: skip
+            ts[_LOW] = lo
+            ts[_HIGH] = hi
             r_n += k - i
             eq = prev_eq
             i = k
         else:
-            _flat_span_nb(i, stop, cash, record, equity_out, cash_out, position_out)
+            if record:  # slice fills are memsets; index loops are not (numba's negative-index checks)
+                equity_out[i:stop] = cash
+                cash_out[i:stop] = cash
+                position_out[i:stop] = 0.0
             r_n, dd_bars, max_dd_bars = _flat_stats_nb(stop - i, r_n, dd_bars, max_dd_bars, eq < peak_eq)
             i = stop
     if status == STATUS.bankrupt and i < n:
-        _flat_span_nb(i, n, eq, record, equity_out, cash_out, position_out)
+        if record:
+            equity_out[i:] = eq
+            cash_out[i:] = eq
+            position_out[i:] = 0.0
         r_n, dd_bars, max_dd_bars = _flat_stats_nb(n - i, r_n, dd_bars, max_dd_bars, eq < peak_eq)
     bk[_CASH] = cash
     bk[_POS] = pos
@@ -612,7 +619,7 @@ def simulate_nb(
         if record and n_tr < trades.shape[0]:
             ts[_OUT_VALUE] += abs(pos) * close[n - 1]
             ts[_OUT_UNITS] += abs(pos)
-            _close_record_nb(trades, n_tr, ts, -1, EXIT.open, record, high, low, n - 1)
+            _close_record_nb(trades, n_tr, ts, -1, EXIT.open, record)
             trades[n_tr]["exit_price"] = np.nan
         n_tr += 1
     n_closed = bk[_NCLOSED]
