@@ -21,6 +21,18 @@ def best_of(fn: Callable[[], object], repeat: int = 3, setup: Callable[[], objec
     return min(times)
 
 
+def best_of_pair(a: Callable[[], object], b: Callable[[], object], repeat: int = 9) -> tuple[float, float]:
+    """Smallest wall times of ``a`` and ``b``, run alternately ``repeat`` times each, so both see the same
+    moments of a shared machine (a ratio of two separate best-of runs swings with the machine's load)."""
+    ta, tb = [], []
+    for _ in range(repeat):
+        for fn, times in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return min(ta), min(tb)
+
+
 def percentile(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100)[int(q) - 1] if len(samples) > 1 else samples[0]
 

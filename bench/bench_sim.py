@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-from bench._common import best_of, ms, print_table  # noqa: E402
+from bench._common import best_of_pair, ms, print_table  # noqa: E402
 from sim import Bars, Execution, run, run_grid, sma_cross  # noqa: E402
 from sim import kernels as K  # noqa: E402
 
@@ -148,8 +148,7 @@ def main() -> None:
         # fresh outputs each time, as run() allocates its own
         return bare_loop_nb(bars.open, bars.close, target, 10_000.0, 0.002, *(np.empty(len(bars)) for _ in range(3)))
 
-    ours = best_of(lambda: run(bars, target, ex), repeat=5)
-    base = best_of(bare, repeat=5)
+    ours, base = best_of_pair(lambda: run(bars, target, ex), bare, repeat=9)
     res = run(bars, target, ex)
     assert math.isclose(res.metrics["final_equity"], bare(), rel_tol=1e-9), "the baseline must do the same accounting"
     rows.append(
@@ -179,8 +178,11 @@ def main() -> None:
     slows = fasts + rng.integers(5, 150, args.combos)
     run_grid(make_bars(500), fasts[:4], slows[:4], ex)
     bare_grid_nb(gb.open[:100], gb.close[:100], fasts[:2], slows[:2], 10_000.0, 0.002)
-    g_ours = best_of(lambda: run_grid(gb, fasts, slows, ex), repeat=3)
-    g_base = best_of(lambda: bare_grid_nb(gb.open, gb.close, fasts, slows, 10_000.0, 0.002), repeat=3)
+    g_ours, g_base = best_of_pair(
+        lambda: run_grid(gb, fasts, slows, ex),
+        lambda: bare_grid_nb(gb.open, gb.close, fasts, slows, 10_000.0, 0.002),
+        5,
+    )
     rows.append(
         (
             f"SMA grid, {args.combos:,} combos x {args.grid_bars:,} bars, signals included (`sim.run_grid`)",

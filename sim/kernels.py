@@ -12,6 +12,16 @@ Bar i is processed in this order (the execution model of docs/execution-model.md
    at the close fill now (``fill_at = close``);
 6. equity = cash + position x close is recorded, and the streaming metrics are updated.
 
+The loop does this only on event bars (an order due, a remainder carried, a trade with stops, the end of
+a holding time, the last bar with ``close_at_end``). Between events cash and position cannot move: those
+bars only record equity and feed the statistics, in tight loops, and flat stretches take O(1) for the
+statistics. The results are exactly those of running every bar through the six steps (tested).
+
+Speed notes, measured (docs/benchmarks.md): every array passed to a non-inlined numba helper costs an
+atomic reference count pair, so the order path's helpers take few arrays; event bars are scattered, so the
+prices of the next orders' bars are prefetched; the held-bar loop lives in its own function, because
+inside the big loop LLVM spilled its sums to the stack.
+
 Float round-off: every sum runs in bar order, so results are bit-identical for the same inputs on any
 machine, and a sweep combination equals the same run alone (both call :func:`simulate_nb`).
 """
@@ -422,7 +432,7 @@ def simulate_nb(
         queue[k, 3] = order_tp[b] if per_order else take_profit
     q_head = 0
     pf = 0  # the next order whose bar's prices are to be prefetched
-    # Hot state lives in locals: bk and ts may alias the outputs, so LLVM would reload them on every bar.
+    # Hot state lives in locals: bk and ts may alias the outputs, so LLVM would reload them after every store.
     # They are synced around the helpers, which run only on fills and exits.
     cash = cash0
     pos = 0.0
