@@ -29,6 +29,8 @@ machine, and a sweep combination equals the same run alone (both call :func:`sim
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 from llvmlite import ir
@@ -75,7 +77,11 @@ def _prefetch_py(arr: np.ndarray, idx: int) -> None:
     """Pure Python (NUMBA_DISABLE_JIT=1): a hint has nothing to do."""
 
 
-_prefetch = _prefetch_py if numba_config.DISABLE_JIT else _prefetch_intrinsic
+_prefetch: Callable[[Any, Any], None] = (
+    _prefetch_py
+    if getattr(numba_config, "DISABLE_JIT", False)
+    else cast(Callable[[Any, Any], None], _prefetch_intrinsic)
+)
 
 
 @njit(cache=True)
