@@ -89,3 +89,37 @@ def test_kernels_without_jit_equal_the_compiled_run():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == compiled
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 300), ex=executions)
+def test_equity_and_excursions_follow_the_bars_a_trade_lived_through(seed, n, ex):
+    """The kernel skips quiet bars (no order, no stop to check) and tracks excursions as a trade lives:
+    every bar still obeys equity = cash + position x close, and each trade's MAE/MFE are those of its
+    fills and of the bars it held through whole (from the entry bar if it filled at the open, to the exit
+    bar if it exited at the close)."""
+    scale = ex.cash if ex.sizing == "notional" else 1.0
+    ex = Execution(**(ex.to_dict() | {"slippage_bps": 0.0, "participation": None, "size": ex.size * scale}))
+    b = random_bars(seed, n)
+    target = np.random.default_rng(seed + 2).choice([np.nan, np.nan, np.nan, -1.0, 0.0, 1.0], n)
+    res = run(b, target, ex)
+    assert (res.equity == res.cash + res.position * b.close).all()
+    at_close_exits = {"max_hold", "end", "bankrupt"} | ({"signal"} if ex.fill == "close" else set())
+    rows = res.trade_rows(b.ts)
+    for k in range(len(res.trades)):
+        entry, exit_ = int(rows["entry_idx"][k]), int(rows["exit_idx"][k])
+        first = entry if ex.fill == "next_open" else entry + 1
+        if exit_ < 0:
+            last = n - 1
+        else:
+            last = exit_ if rows["exit_reason"][k] in at_close_exits else exit_ - 1
+        px = [rows["entry_price"][k]] + ([rows["exit_price"][k]] if exit_ >= 0 else [])
+        lo = min(px + list(b.low[first : last + 1]))
+        hi = max(px + list(b.high[first : last + 1]))
+        e = rows["entry_price"][k]
+        if rows["side"][k] > 0:
+            mae, mfe = min(lo / e - 1, 0.0), max(hi / e - 1, 0.0)
+        else:
+            mae, mfe = min(1 - hi / e, 0.0), max(1 - lo / e, 0.0)
+        assert rows["mae"][k] == pytest.approx(mae, rel=1e-9, abs=1e-12)
+        assert rows["mfe"][k] == pytest.approx(mfe, rel=1e-9, abs=1e-12)
