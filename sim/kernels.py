@@ -301,6 +301,20 @@ def _protect_nb(bk, ts, trades, i, open_i, high_i, low_i, trailing, fee_rate, sl
 
 
 @njit(cache=True)
+def _drawdown_nb(e, peak_eq, max_dd, dd_bars, max_dd_bars):
+    """One bar's equity ``e`` into the drawdown: its peak, the worst drawdown, and how long (in bars) the
+    longest stretch below a peak lasted. Selects, not branches (new highs come and go unpredictably), and
+    a division only on a new worst drawdown."""
+    dd_bars = 0 if e > peak_eq else dd_bars + 1
+    peak_eq = max(peak_eq, e)
+    if e < peak_eq * (1.0 + max_dd):
+        max_dd = e / peak_eq - 1.0
+    under = dd_bars if e < peak_eq else 0
+    max_dd_bars = max(under, max_dd_bars)
+    return peak_eq, max_dd, dd_bars, max_dd_bars
+
+
+@njit(cache=True)
 def _bar_stats_nb(e, prev_eq, r_sum, r_sq, down_sq, peak_eq, max_dd, dd_bars, max_dd_bars):
     """One held bar's equity ``e`` into the return sums and the drawdown (``prev_eq`` > 0: the bar before
     kept the position, or is an event that did). No branch but the rare new worst drawdown."""
@@ -308,12 +322,7 @@ def _bar_stats_nb(e, prev_eq, r_sum, r_sq, down_sq, peak_eq, max_dd, dd_bars, ma
     r_sum += r
     r_sq += r * r
     down_sq += r * r if r < 0 else 0.0
-    dd_bars = 0 if e > peak_eq else dd_bars + 1
-    peak_eq = max(peak_eq, e)
-    if e < peak_eq * (1.0 + max_dd):
-        max_dd = e / peak_eq - 1.0
-    under = dd_bars if e < peak_eq else 0
-    max_dd_bars = max(under, max_dd_bars)
+    peak_eq, max_dd, dd_bars, max_dd_bars = _drawdown_nb(e, peak_eq, max_dd, dd_bars, max_dd_bars)
     return r_sum, r_sq, down_sq, peak_eq, max_dd, dd_bars, max_dd_bars
 
 
@@ -568,39 +577,34 @@ def simulate_nb(
                 if r < 0:
                     down_sq += r * r
         prev_eq = eq
-        up = eq > peak_eq
-        peak_eq = eq if up else peak_eq
-        dd_bars = 0 if up else dd_bars + 1
-        if eq < peak_eq * (1.0 + max_dd):  # divide only on a new worst drawdown
-            max_dd = eq / peak_eq - 1.0
-        under = dd_bars if eq < peak_eq else 0
-        max_dd_bars = under if under > max_dd_bars else max_dd_bars
+        peak_eq, max_dd, dd_bars, max_dd_bars = _drawdown_nb(eq, peak_eq, max_dd, dd_bars, max_dd_bars)
         i += 1
-        if status == STATUS.bankrupt:
-            break  # the rest of the run is a flat span at this equity
         # -- the quiet bars up to the next event ----------------------------------------------------------
-        if carrying or (pos != 0.0 and t_stops):
+        if status == STATUS.bankrupt:
+            stop = n  # nothing fills after a bankruptcy: the rest of the run is flat at this equity
+        elif carrying or (pos != 0.0 and t_stops):
             continue  # every bar is an event
-        stop = int(queue[q_head, 0]) if q_head < q_tail else n
-        if pos != 0.0:
-            if max_hold > 0:
-                stop = min(stop, t_entry + max_hold)
-            if close_at_end:
-                stop = min(stop, n - 1)
-        stop = min(stop, n)
-        if stop <= i:
-            continue
-        # start fetching the prices of the next few orders' bars: a flat span is too short to hide DRAM latency
-        pf = max(pf, q_head)
-        while pf < q_tail and pf < q_head + _PREFETCH_ORDERS:
-            b = int(queue[pf, 0])
-            if b < n:
-                _prefetch(open_, b)
-                _prefetch(close, b)
-                _prefetch(high, b)
-                _prefetch(low, b)
-                _prefetch(volume, b)
-            pf += 1
+        else:
+            stop = int(queue[q_head, 0]) if q_head < q_tail else n
+            if pos != 0.0:
+                if max_hold > 0:
+                    stop = min(stop, t_entry + max_hold)
+                if close_at_end:
+                    stop = min(stop, n - 1)
+            stop = min(stop, n)
+            if stop <= i:
+                continue
+            # fetch the prices of the next few orders' bars: a flat span is too short to hide DRAM latency
+            pf = max(pf, q_head)
+            while pf < q_tail and pf < q_head + _PREFETCH_ORDERS:
+                b = int(queue[pf, 0])
+                if b < n:
+                    _prefetch(open_, b)
+                    _prefetch(close, b)
+                    _prefetch(high, b)
+                    _prefetch(low, b)
+                    _prefetch(volume, b)
+                pf += 1
         if pos != 0.0:
             # cash and position hold; equity moves with the close. A bar whose equity falls to 0 or below is
             # an event (bankruptcy): the span ends before it.
@@ -620,12 +624,6 @@ def simulate_nb(
                 position_out[i:stop] = 0.0
             r_n, dd_bars, max_dd_bars = _flat_stats_nb(stop - i, r_n, dd_bars, max_dd_bars, eq < peak_eq)
             i = stop
-    if status == STATUS.bankrupt and i < n:
-        if record:
-            equity_out[i:] = eq
-            cash_out[i:] = eq
-            position_out[i:] = 0.0
-        r_n, dd_bars, max_dd_bars = _flat_stats_nb(n - i, r_n, dd_bars, max_dd_bars, eq < peak_eq)
     bk[_CASH] = cash
     bk[_POS] = pos
     n_tr = int(bk[_NTR])
