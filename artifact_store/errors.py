@@ -11,7 +11,7 @@ LakeError (exit 2)
 
 from __future__ import annotations
 
-from schemas.errors import CheckFailed, LakeError
+from artifact_lake.schemas.errors import CheckFailed, LakeError
 
 
 class NotFound(LakeError):

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
-from schemas import Registry
+from artifact_lake.schemas import Registry
 
 from . import manifest as mf
 from .errors import AmbiguousRef, CorruptArtifact, InvalidInput, NotFound
@@ -33,7 +33,7 @@ from .records import Artifact, Lineage, LineageNode, PublishResult
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from schemas import Schema
+    from artifact_lake.schemas import Schema
 
     from .records import GcReport, VerifyReport
 
@@ -206,7 +206,7 @@ class Lake:
         run: str | None,
         source_hash: str | None,
     ) -> PublishResult:
-        from schemas import conform, find_violations, first_error
+        from artifact_lake.schemas import conform, find_violations, first_error
 
         from .hashing import content_id
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from artifact_store.samples import synthetic_ohlcv  # noqa: E402
+from artifact_lake.artifact_store.samples import synthetic_ohlcv  # noqa: E402
+from artifact_lake.experiments import create, execute, parse_spec, reproduce  # noqa: E402
+from artifact_lake.projections import Lake  # noqa: E402
 from bench._common import best_of, ms, print_table  # noqa: E402
-from experiments import create, execute, parse_spec, reproduce  # noqa: E402
-from projections import Lake  # noqa: E402
 
 SPEC = """
 kind = "backtest"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from artifact_store import Lake  # noqa: E402
-from artifact_store.ingest import backfill  # noqa: E402
+from artifact_lake.artifact_store import Lake  # noqa: E402
+from artifact_lake.artifact_store.ingest import backfill  # noqa: E402
 from bench._common import ms, print_table  # noqa: E402
 from tests.fakes.binance import FakeBinance  # noqa: E402
 

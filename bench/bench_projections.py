@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from artifact_store.objects import object_path  # noqa: E402
+from artifact_lake.artifact_store.objects import object_path  # noqa: E402
+from artifact_lake.projections import Lake  # noqa: E402
 from bench._common import best_of, ms, percentile, print_table  # noqa: E402
 from bench.bench_store import big_ohlcv  # noqa: E402
-from projections import Lake  # noqa: E402
 
 
 def main() -> None:

@@ -17,10 +17,10 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from artifact_store.samples import synthetic_ohlcv  # noqa: E402
+from artifact_lake.artifact_store.samples import synthetic_ohlcv  # noqa: E402
+from artifact_lake.sim import EnvConfig, Market, TradingEnv, VectorTradingEnv  # noqa: E402
+from artifact_lake.sim.ppo import PPOConfig, train  # noqa: E402
 from bench._common import print_table  # noqa: E402
-from sim import EnvConfig, Market, TradingEnv, VectorTradingEnv  # noqa: E402
-from sim.ppo import PPOConfig, train  # noqa: E402
 
 
 def main() -> None:

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
+from artifact_lake.sim import Bars, Execution, run, run_grid, sma_cross  # noqa: E402
+from artifact_lake.sim import kernels as K  # noqa: E402
 from bench._common import best_of_pair, ms, print_table  # noqa: E402
-from sim import Bars, Execution, run, run_grid, sma_cross  # noqa: E402
-from sim import kernels as K  # noqa: E402
 
 
 def make_bars(n: int, seed: int = 0) -> Bars:
@@ -110,7 +110,7 @@ def first_call() -> tuple[float, float]:
     code = (
         "import time; t0 = time.perf_counter()\n"
         "import numpy as np\n"
-        "from sim import Bars, Execution, run, sma_cross\n"
+        "from artifact_lake.sim import Bars, Execution, run, sma_cross\n"
         "t1 = time.perf_counter()\n"
         "n = 1000; c = 100 + np.sin(np.arange(n) / 20)\n"
         "b = Bars.from_arrays(np.arange(n) * 60_000_000, c, c + 1, c - 1, c, np.ones(n))\n"
@@ -204,7 +204,9 @@ def main() -> None:
             )
         )
     imp, call = first_call()
-    rows.append(("first call in a fresh process, warm numba cache: import sim", ms(imp), "-", "-", "report"))
+    rows.append(
+        ("first call in a fresh process, warm numba cache: import artifact_lake.sim", ms(imp), "-", "-", "report")
+    )
     rows.append(("  then a 1,000-bar backtest (cache load + run)", ms(call), "-", "-", "report"))
     print_table("bench_sim.py", rows)
 

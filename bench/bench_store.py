@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from artifact_store import Lake  # noqa: E402
-from artifact_store import manifest as mf  # noqa: E402
+from artifact_lake.artifact_store import Lake  # noqa: E402
+from artifact_lake.artifact_store import manifest as mf  # noqa: E402
 from bench._common import best_of, ms, percentile, print_table  # noqa: E402
 
 

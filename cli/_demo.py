@@ -58,11 +58,18 @@ fee_bps = 5.0
 
 
 def run_demo(path: str | None, *, as_json: bool = False) -> None:
-    from artifact_store.samples import resample_ohlcv, synthetic_alerts, synthetic_ohlcv
-    from cli._render import artifacts_table, console, emit_json, lineage_tree, reproduce_report, run_summary
-    from experiments import create, execute, parse_spec, reproduce
-    from experiments.report import plot
-    from projections import Lake
+    from artifact_lake.artifact_store.samples import resample_ohlcv, synthetic_alerts, synthetic_ohlcv
+    from artifact_lake.cli._render import (
+        artifacts_table,
+        console,
+        emit_json,
+        lineage_tree,
+        reproduce_report,
+        run_summary,
+    )
+    from artifact_lake.experiments import create, execute, parse_spec, reproduce
+    from artifact_lake.experiments.report import plot
+    from artifact_lake.projections import Lake
 
     root = Path(path) if path else Path(tempfile.mkdtemp(prefix="artifact-lake-demo-"))
     c = console()
@@ -90,7 +97,7 @@ def run_demo(path: str | None, *, as_json: bool = False) -> None:
             "SELECT symbol, count(*) AS bars, min(close) AS low, max(close) AS high FROM ohlcv GROUP BY ALL ORDER BY 1"
         )
         if not as_json:
-            from cli._render import arrow_table
+            from artifact_lake.cli._render import arrow_table
 
             c.print(f"projection {proj.key[:12]} ({'reused' if proj.reused else 'built'})")
             arrow_table(counts)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from artifact_store import Artifact, Lineage, LineageNode
+    from artifact_lake.artifact_store import Artifact, Lineage, LineageNode
 
 SHORT = 12
 
@@ -232,7 +232,7 @@ def _metrics_table(rows: list[dict[str, Any]], swept: list[str], title: str | No
 
 
 def run_summary(lake: Any, run: Any) -> None:
-    from experiments import get_experiment
+    from artifact_lake.experiments import get_experiment
 
     exp = get_experiment(lake.db, run.experiment)
     c = console()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 if TYPE_CHECKING:
-    from projections import Lake
+    from artifact_lake.projections import Lake
 
 F = TypeVar("F", bound=Callable[..., Any])
 INTERNAL_ERROR = 70
@@ -25,7 +25,7 @@ class LakeGroup(click.Group):
     """A group that turns lake errors into one line and an exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        from schemas.errors import LakeError
+        from artifact_lake.schemas.errors import LakeError
 
         try:
             return super().invoke(ctx)
@@ -47,7 +47,7 @@ def json_option(f: F) -> F:
 
 
 def open_lake(ctx: click.Context, *, create: bool = False) -> Lake:
-    from projections import Lake
+    from artifact_lake.projections import Lake
 
     lake = Lake.open(ctx.obj["lake"], create=create)
     ctx.call_on_close(lake.close)
@@ -56,7 +56,7 @@ def open_lake(ctx: click.Context, *, create: bool = False) -> Lake:
 
 def parse_pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
     """``KEY=VALUE`` options into a dict; a malformed one is bad input."""
-    from artifact_store.errors import InvalidInput
+    from artifact_lake.artifact_store.errors import InvalidInput
 
     out: dict[str, str] = {}
     for item in values:
@@ -94,7 +94,7 @@ experiments = root_group("experiments", "Experiments on frozen artifacts: create
 @click.pass_context
 def init_cmd(ctx: click.Context, as_json: bool) -> None:
     """Create a lake (objects/, manifest.sqlite, ...) or check an existing one opens."""
-    from cli._render import emit_json
+    from artifact_lake.cli._render import emit_json
 
     lk = open_lake(ctx, create=True)
     if as_json:
@@ -121,7 +121,7 @@ def publish_cmd(
     as_json: bool,
 ) -> None:
     """Validate a Parquet FILE against its type and store it; prints the artifact id."""
-    from cli._render import emit_json
+    from artifact_lake.cli._render import emit_json
 
     pairs = parse_pairs(meta, "--meta")
     rec = open_lake(ctx, create=True).publish(file, type_, name=name, inputs=inputs, meta=pairs)
@@ -140,7 +140,7 @@ def publish_cmd(
 @click.pass_context
 def show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Type, rows, bytes, schema, names, meta, parents and children of an artifact."""
-    from cli._render import emit_json, show_artifact
+    from artifact_lake.cli._render import emit_json, show_artifact
 
     lk = open_lake(ctx)
     art = lk.get(ref)
@@ -160,7 +160,7 @@ def show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
 @click.pass_context
 def cat_cmd(ctx: click.Context, ref: str, limit: int, as_json: bool) -> None:
     """The first rows of an artifact as a table."""
-    from cli._render import arrow_table, emit_json
+    from artifact_lake.cli._render import arrow_table, emit_json
 
     tbl = open_lake(ctx).head(ref, limit)
     if as_json:
@@ -177,7 +177,7 @@ def cat_cmd(ctx: click.Context, ref: str, limit: int, as_json: bool) -> None:
 @click.pass_context
 def get_cmd(ctx: click.Context, ref: str, out: str, fmt: str, as_json: bool) -> None:
     """Write an artifact to a file (Parquet: the stored bytes; or CSV)."""
-    from cli._render import emit_json
+    from artifact_lake.cli._render import emit_json
 
     lk = open_lake(ctx)
     artifact_id = lk.resolve(ref)
@@ -206,7 +206,7 @@ def find_cmd(
     as_json: bool,
 ) -> None:
     """Artifacts matching every filter, newest first."""
-    from cli._render import artifacts_table, emit_json
+    from artifact_lake.cli._render import artifacts_table, emit_json
 
     arts = open_lake(ctx).find(type=type_, name=name, meta=parse_pairs(meta, "--meta"), since=since, limit=limit)
     if as_json:
@@ -228,7 +228,7 @@ def find_cmd(
 @click.pass_context
 def lineage_cmd(ctx: click.Context, ref: str, direction: str, depth: int | None, fmt: str, as_json: bool) -> None:
     """Where an artifact came from (--up) or what came of it (--down)."""
-    from cli._render import emit_json, lineage_text, lineage_tree
+    from artifact_lake.cli._render import emit_json, lineage_text, lineage_tree
 
     lin = open_lake(ctx).lineage(ref, up=direction in ("up", "both"), down=direction in ("down", "both"), depth=depth)
     if as_json or fmt == "json":
@@ -249,8 +249,8 @@ def verify_cmd(ctx: click.Context, refs: tuple[str, ...], quick: bool, as_json: 
 
     Exits 1 when anything is wrong.
     """
-    from artifact_store.errors import VerifyFailed
-    from cli._render import console, emit_json
+    from artifact_lake.artifact_store.errors import VerifyFailed
+    from artifact_lake.cli._render import console, emit_json
 
     report = open_lake(ctx).verify(list(refs) or None, content=not quick)
     if as_json:
@@ -272,7 +272,7 @@ def verify_cmd(ctx: click.Context, refs: tuple[str, ...], quick: bool, as_json: 
 @click.pass_context
 def gc_cmd(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
     """Remove orphan objects and stale staging files left by interrupted publishes."""
-    from cli._render import emit_json, human_bytes
+    from artifact_lake.cli._render import emit_json, human_bytes
 
     report = open_lake(ctx).gc(dry_run=dry_run)
     if as_json:
@@ -307,7 +307,7 @@ def projection_build_cmd(
     ctx: click.Context, spec: str, inputs: tuple[str, ...], params: tuple[str, ...], as_json: bool
 ) -> None:
     """Build the projection of SPEC over the inputs (or reuse it); prints its key."""
-    from cli._render import emit_json
+    from artifact_lake.cli._render import emit_json
 
     proj = open_lake(ctx).projection(spec, parse_inputs(inputs), parse_pairs(params, "--param"))
     if as_json:
@@ -322,7 +322,7 @@ def projection_build_cmd(
 @click.pass_context
 def projection_list_cmd(ctx: click.Context, as_json: bool) -> None:
     """Every projection of the lake, with its spec and size."""
-    from cli._render import emit_json, projections_table
+    from artifact_lake.cli._render import emit_json, projections_table
 
     items = open_lake(ctx).projections.list()
     if as_json:
@@ -337,7 +337,7 @@ def projection_list_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def projection_show_cmd(ctx: click.Context, key: str, as_json: bool) -> None:
     """What a projection holds: spec, parameters, inputs, relations and row counts (read from the file)."""
-    from cli._render import emit_json
+    from artifact_lake.cli._render import emit_json
 
     info = open_lake(ctx).projections.show(key)
     if as_json:
@@ -354,8 +354,8 @@ def projection_show_cmd(ctx: click.Context, key: str, as_json: bool) -> None:
 @click.pass_context
 def projection_drop_cmd(ctx: click.Context, key: str | None, drop_all: bool, as_json: bool) -> None:
     """Delete a projection (or --all). Nothing is lost: building again gives the same answers."""
-    from artifact_store.errors import InvalidInput
-    from cli._render import emit_json
+    from artifact_lake.artifact_store.errors import InvalidInput
+    from artifact_lake.cli._render import emit_json
 
     if (key is None) == (not drop_all):
         raise InvalidInput("give a projection KEY or --all (not both)")
@@ -396,8 +396,8 @@ def query_cmd(
     as_json: bool,
 ) -> None:
     """Run read-only SQL against a projection; render it, write it, or publish it as an artifact."""
-    from artifact_store.errors import InvalidInput
-    from cli._render import arrow_table, emit_json
+    from artifact_lake.artifact_store.errors import InvalidInput
+    from artifact_lake.cli._render import arrow_table, emit_json
 
     lk = open_lake(ctx)
     if (key is None) == (spec is None):
@@ -486,8 +486,8 @@ def ingest_ccxt_cmd(
     as_json: bool,
 ) -> None:
     """Backfill OHLCV candles through ccxt into day or month partitions; resumable."""
-    from artifact_store.ingest import backfill
-    from cli._render import backfill_progress, emit_json
+    from artifact_lake.artifact_store.ingest import backfill
+    from artifact_lake.cli._render import backfill_progress, emit_json
 
     lk = open_lake(ctx, create=True)
     with backfill_progress(enabled=not as_json) as progress:
@@ -543,8 +543,8 @@ def ingest_file_cmd(
     as_json: bool,
 ) -> None:
     """Import a CSV or Parquet file: the raw file as a table artifact, the curated one with lineage from it."""
-    from artifact_store.ingest import import_file
-    from cli._render import emit_json
+    from artifact_lake.artifact_store.ingest import import_file
+    from artifact_lake.cli._render import emit_json
 
     result = import_file(
         open_lake(ctx, create=True),
@@ -571,8 +571,8 @@ def ingest_file_cmd(
 @click.pass_context
 def ingest_alerts_cmd(ctx: click.Context, path: str, source: str | None, as_of: str | None, as_json: bool) -> None:
     """Ingest an alert feed: valid rows as day-partitioned alerts, bad rows quarantined with the reason."""
-    from artifact_store.ingest import ingest_alerts
-    from cli._render import emit_json
+    from artifact_lake.artifact_store.ingest import ingest_alerts
+    from artifact_lake.cli._render import emit_json
 
     result = ingest_alerts(open_lake(ctx, create=True), path, source=source, as_of=as_of)
     if as_json:
@@ -605,8 +605,8 @@ def coverage_cmd(
     as_json: bool,
 ) -> None:
     """Publish per-alert OHLCV coverage (full, partial, none, missing ranges) and print a summary."""
-    from cli._render import emit_json
-    from projections import coverage
+    from artifact_lake.cli._render import emit_json
+    from artifact_lake.projections import coverage
 
     cov = coverage(open_lake(ctx), list(alerts), list(ohlcv), before=before, after=after, name=name)
     if as_json:
@@ -614,7 +614,7 @@ def coverage_cmd(
         return
     from rich.table import Table
 
-    from cli._render import console
+    from artifact_lake.cli._render import console
 
     table = Table(title=f"coverage {cov.id[:12]} ({cov.rows} alerts)")
     table.add_column("coverage")
@@ -637,7 +637,7 @@ def coverage_cmd(
 @click.pass_context
 def demo_cmd(ctx: click.Context, demo_lake: str | None, as_json: bool) -> None:
     """Run the whole story on bundled synthetic data: publish, derive, find, show, lineage."""
-    from cli._demo import run_demo
+    from artifact_lake.cli._demo import run_demo
 
     run_demo(demo_lake or ctx.obj.get("lake"), as_json=as_json)
 
@@ -649,8 +649,8 @@ def demo_cmd(ctx: click.Context, demo_lake: str | None, as_json: bool) -> None:
 @click.pass_context
 def exp_create_cmd(ctx: click.Context, spec_file: str, name: str | None, as_json: bool) -> None:
     """Check a spec, freeze its inputs to artifact ids and record it; prints the experiment id."""
-    from cli._render import emit_json
-    from experiments import create, load_spec_file
+    from artifact_lake.cli._render import emit_json
+    from artifact_lake.experiments import create, load_spec_file
 
     exp, created = create(open_lake(ctx), load_spec_file(spec_file), name=name)
     if as_json:
@@ -667,8 +667,8 @@ def exp_create_cmd(ctx: click.Context, spec_file: str, name: str | None, as_json
 @click.pass_context
 def exp_execute_cmd(ctx: click.Context, ref: str, force: bool, as_json: bool) -> None:
     """Run an experiment: verify inputs, project, simulate, publish results with lineage."""
-    from cli._render import emit_json, progress_bar, run_summary
-    from experiments import execute
+    from artifact_lake.cli._render import emit_json, progress_bar, run_summary
+    from artifact_lake.experiments import execute
 
     lk = open_lake(ctx)
     with progress_bar(enabled=not as_json) as progress:
@@ -694,8 +694,8 @@ def exp_execute_cmd(ctx: click.Context, ref: str, force: bool, as_json: bool) ->
 @click.pass_context
 def exp_list_cmd(ctx: click.Context, as_json: bool) -> None:
     """Experiments, newest first, with their latest run."""
-    from cli._render import emit_json, experiments_table
-    from experiments import list_experiments
+    from artifact_lake.cli._render import emit_json, experiments_table
+    from artifact_lake.experiments import list_experiments
 
     items = list_experiments(open_lake(ctx).db)
     if as_json:
@@ -710,8 +710,8 @@ def exp_list_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def exp_show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Spec, runs, results, metrics table and lineage of an experiment."""
-    from cli._render import emit_json, show_experiment
-    from experiments import get_experiment, runs_of
+    from artifact_lake.cli._render import emit_json, show_experiment
+    from artifact_lake.experiments import get_experiment, runs_of
 
     lk = open_lake(ctx)
     exp = get_experiment(lk.db, ref)
@@ -730,8 +730,8 @@ def exp_show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
 @click.pass_context
 def exp_compare_cmd(ctx: click.Context, refs: tuple[str, ...], as_json: bool) -> None:
     """Metrics of several experiments side by side (their latest succeeded runs)."""
-    from cli._render import arrow_table, emit_json
-    from experiments.report import compare
+    from artifact_lake.cli._render import arrow_table, emit_json
+    from artifact_lake.experiments.report import compare
 
     table = compare(open_lake(ctx), list(refs))
     if as_json:
@@ -753,8 +753,8 @@ def exp_reproduce_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
 
 
 def _reproduce(ctx: click.Context, ref: str, as_json: bool) -> None:
-    from cli._render import emit_json, reproduce_report
-    from experiments import NotReproduced, reproduce
+    from artifact_lake.cli._render import emit_json, reproduce_report
+    from artifact_lake.experiments import NotReproduced, reproduce
 
     report = reproduce(open_lake(ctx), ref)
     if as_json:
@@ -784,8 +784,8 @@ def lake_reproduce_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
 @click.pass_context
 def exp_plot_cmd(ctx: click.Context, ref: str, out: str, max_lines: int, as_json: bool) -> None:
     """Equity curves and drawdowns of an experiment's latest run, one line per combination and symbol."""
-    from cli._render import emit_json
-    from experiments.report import plot
+    from artifact_lake.cli._render import emit_json
+    from artifact_lake.experiments.report import plot
 
     path, lines = plot(open_lake(ctx), ref, out, max_lines=max_lines)
     if as_json:

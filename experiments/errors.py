@@ -10,7 +10,7 @@ LakeError (exit 2)
 
 from __future__ import annotations
 
-from schemas.errors import CheckFailed, LakeError
+from artifact_lake.schemas.errors import CheckFailed, LakeError
 
 
 class SpecError(LakeError):

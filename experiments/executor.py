@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from schemas.errors import LakeError
+from artifact_lake.schemas.errors import LakeError
 
 from . import tracker
 from .errors import SimError, SpecError
@@ -27,7 +27,7 @@ from .strategies import SIGNAL_STRATEGIES, policy_params, signals
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from projections import Lake
+    from artifact_lake.projections import Lake
 
 Progress = Callable[[int, int, str], None]
 RESULT_TYPES = {
@@ -64,13 +64,13 @@ class Computed:
 
 
 def _verify(lake: Lake, spec: ExperimentSpec) -> None:
-    from projections.build import _verify_inputs
+    from artifact_lake.projections.build import _verify_inputs
 
     _verify_inputs(lake, [i for ids in spec.inputs.values() for i in ids])
 
 
 def _bars_by_symbol(lake: Lake, ohlcv_ids: list[str], only: list[str]) -> dict[str, Any]:
-    import sim
+    from artifact_lake import sim
 
     proj = lake.projection("ohlcv", {"ohlcv": ohlcv_ids})
     symbols = proj.arrow("SELECT DISTINCT symbol FROM ohlcv ORDER BY symbol").column("symbol").to_pylist()
@@ -119,7 +119,7 @@ def compute(lake: Lake, spec: ExperimentSpec, progress: Progress | None = None) 
 
 def _signal_run(spec: ExperimentSpec) -> Callable[[dict[str, Any], str, Any], Any]:
     """One backtest of a signal strategy's combination on one symbol."""
-    import sim
+    from artifact_lake import sim
 
     try:
         execution = sim.Execution.from_dict(spec.doc.get("execution", {}))
@@ -266,7 +266,7 @@ def _alert_replay(
 ) -> dict[str, pa.Table]:
     import pyarrow as pa
 
-    import sim
+    from artifact_lake import sim
 
     t0 = time.perf_counter()
     bars = _bars_by_symbol(lake, spec.inputs["ohlcv"], [])
@@ -359,8 +359,8 @@ def _alert_replay(
 
 def conform_results(lake: Lake, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
     """Every result conformed and checked against its type before anything is published."""
-    from schemas import find_violations, first_error
-    from schemas.validate import conform
+    from artifact_lake.schemas import find_violations, first_error
+    from artifact_lake.schemas.validate import conform
 
     out = {}
     for role, table in tables.items():
@@ -378,7 +378,7 @@ def conform_results(lake: Lake, tables: dict[str, pa.Table]) -> dict[str, pa.Tab
 def _device(spec: ExperimentSpec) -> str:
     if spec.kind != "train":
         return "cpu"
-    from sim.ppo import pick_device
+    from artifact_lake.sim.ppo import pick_device
 
     from .train import ppo_config
 

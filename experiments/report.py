@@ -11,7 +11,7 @@ from .errors import NotFoundExperiment
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from projections import Lake
+    from artifact_lake.projections import Lake
 
 
 def latest_run(lake: Lake, ref: str) -> tuple[tracker.Experiment, tracker.Run]:

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from artifact_store import CorruptArtifact, NotFound
-from artifact_store.hashing import column_digest, content_id
+from artifact_lake.artifact_store import CorruptArtifact, NotFound
+from artifact_lake.artifact_store.hashing import column_digest, content_id
 
 from . import tracker
 from .errors import NotFoundExperiment
@@ -21,7 +21,7 @@ from .executor import RESULT_TYPES, compute, conform_results
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from projections import Lake
+    from artifact_lake.projections import Lake
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import blake3
 from .errors import SpecError
 
 if TYPE_CHECKING:
-    from artifact_store import Lake
+    from artifact_lake.artifact_store import Lake
 
 KINDS = ("backtest", "train")
 TOP_KEYS = {"name", "kind", "seed", "inputs", "strategy", "execution", "sweep", "env", "reward", "trainer"}
@@ -147,7 +147,7 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
 
 def freeze(raw: Mapping[str, Any], lake: Lake, *, name: str | None = None) -> ExperimentSpec:
     """Check every key of a raw spec and freeze its inputs to full artifact ids."""
-    from sim import Execution
+    from artifact_lake.sim import Execution
 
     doc: dict[str, Any] = {}
     for key in raw:
@@ -213,8 +213,8 @@ def freeze(raw: Mapping[str, Any], lake: Lake, *, name: str | None = None) -> Ex
 
 
 def _freeze_inputs(inputs: Any, roles: tuple[str, ...], lake: Lake) -> dict[str, list[str]]:
-    from artifact_store import NotFound
-    from schemas.errors import LakeError
+    from artifact_lake.artifact_store import NotFound
+    from artifact_lake.schemas.errors import LakeError
 
     if not isinstance(inputs, dict):
         raise _fail("inputs", f"must be a table of role = [references]; this spec needs {', '.join(roles)}")

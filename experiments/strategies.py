@@ -13,7 +13,7 @@ SIGNAL_STRATEGIES = ("sma_cross", "rsi_threshold", "breakout")
 
 def check_combo(combo: dict[str, Any]) -> None:
     """Refuse a parameter combination the strategy cannot run, naming it (at create, not at execute)."""
-    import sim
+    from artifact_lake import sim
 
     name = combo["name"]
     params = {k: v for k, v in combo.items() if k != "name"}
@@ -33,7 +33,7 @@ def check_combo(combo: dict[str, Any]) -> None:
 
 
 def signals(name: str, params: dict[str, Any], high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
-    import sim
+    from artifact_lake import sim
 
     direction = params.get("direction", "long")
     if name == "sma_cross":

@@ -18,7 +18,7 @@ from typing import Any
 
 import blake3
 
-from artifact_store import manifest as mf
+from artifact_lake.artifact_store import manifest as mf
 
 from .errors import NotFoundExperiment
 from .spec import ExperimentSpec, canonical_json

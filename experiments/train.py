@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
-    from artifact_store import Lake as StoreLake
-    from projections import Lake
+    from artifact_lake.artifact_store import Lake as StoreLake
+    from artifact_lake.projections import Lake
 
     from .spec import ExperimentSpec
 
@@ -29,8 +29,8 @@ REWARD_KEYS = {"log_equity", "dsr", "drawdown", "turnover", "dsr_eta"}
 
 def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, freeze_inputs: Any) -> dict[str, Any]:
     """Check a train spec's sections (each unknown key named) and freeze its inputs."""
-    from sim import Execution
-    from sim.ppo import PPOConfig
+    from artifact_lake.sim import Execution
+    from artifact_lake.sim.ppo import PPOConfig
 
     from .spec import _check_value, _unknown
 
@@ -66,7 +66,7 @@ def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, f
 
 
 def env_config(env: dict[str, Any], reward: dict[str, Any], execution: dict[str, Any]) -> Any:
-    from sim import EnvConfig
+    from artifact_lake.sim import EnvConfig
 
     kw = {k: v for k, v in env.items() if k != "symbol"}
     weights = {k: float(v) for k, v in reward.items() if k != "dsr_eta"} or {"log_equity": 1.0}
@@ -78,7 +78,7 @@ def env_config(env: dict[str, Any], reward: dict[str, Any], execution: dict[str,
 
 
 def ppo_config(trainer: dict[str, Any], seed: int) -> Any:
-    from sim.ppo import PPOConfig
+    from artifact_lake.sim.ppo import PPOConfig
 
     kw = dict(trainer)
     if "hidden" in kw:
@@ -88,7 +88,7 @@ def ppo_config(trainer: dict[str, Any], seed: int) -> Any:
 
 
 def _market(lake: Lake, spec: ExperimentSpec) -> tuple[str, Any]:
-    from sim import Market
+    from artifact_lake.sim import Market
 
     from .executor import _bars_by_symbol
 
@@ -106,9 +106,9 @@ def _market(lake: Lake, spec: ExperimentSpec) -> tuple[str, Any]:
 def compute_train(lake: Lake, spec: ExperimentSpec, progress: Any, timings: dict[str, Any]) -> dict[str, pa.Table]:
     import pyarrow as pa
 
-    from sim import VectorTradingEnv
-    from sim.policy import backtest, to_rows
-    from sim.ppo import train
+    from artifact_lake.sim import VectorTradingEnv
+    from artifact_lake.sim.policy import backtest, to_rows
+    from artifact_lake.sim.ppo import train
 
     t0 = time.perf_counter()
     symbol, market = _market(lake, spec)
@@ -176,7 +176,7 @@ def compute_train(lake: Lake, spec: ExperimentSpec, progress: Any, timings: dict
 
 
 def _constant(market: Any, start: int, end: int, target: float) -> Any:
-    from sim import run
+    from artifact_lake.sim import run
 
     part = market.bars.slice(start, end + 1)
     tg = np.full(end - start + 1, np.nan)
@@ -195,7 +195,7 @@ def policy_meta(spec: ExperimentSpec) -> dict[str, Any]:
 
 def load_policy(lake: Lake, policy_id: str) -> tuple[Any, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
     """The agent, its settings and its normalisation statistics, from a ``tensors`` artifact: no code runs."""
-    from sim.policy import from_rows, load_agent
+    from artifact_lake.sim.policy import from_rows, load_agent
 
     art = lake.get(policy_id)
     meta = art.meta
@@ -216,8 +216,8 @@ def load_policy(lake: Lake, policy_id: str) -> tuple[Any, dict[str, Any], tuple[
 
 def policy_backtests(lake: Lake, spec: ExperimentSpec, bars: dict[str, Any]) -> list[tuple[str, Any]]:
     """(symbol, sim.Result) of the stored policy run greedily over each symbol's whole bars."""
-    from sim import Market, run
-    from sim.policy import rollout
+    from artifact_lake.sim import Market, run
+    from artifact_lake.sim.policy import rollout
 
     policy_id = spec.inputs["policy"][0]
     agent, meta, norm = load_policy(lake, policy_id)

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
-from artifact_store import CorruptArtifact
-from artifact_store import Lake as _StoreLake
-from artifact_store.hashing import file_hash
-from artifact_store.objects import fsync_dir, object_path, stage_lock
+from artifact_lake.artifact_store import CorruptArtifact
+from artifact_lake.artifact_store import Lake as _StoreLake
+from artifact_lake.artifact_store.hashing import file_hash
+from artifact_lake.artifact_store.objects import fsync_dir, object_path, stage_lock
 
 from .errors import ProjectionError, QueryError
 from .spec import PARAM_TYPES, Spec, get_spec

@@ -8,7 +8,7 @@ LakeError (exit 2)
 
 from __future__ import annotations
 
-from schemas.errors import LakeError
+from artifact_lake.schemas.errors import LakeError
 
 
 class ProjectionError(LakeError):

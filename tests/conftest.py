@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def lake(tmp_path):
-    from artifact_store import Lake
+    from artifact_lake.artifact_store import Lake
 
     lk = Lake.open(tmp_path / "lake")
     yield lk
@@ -21,7 +21,7 @@ def lake(tmp_path):
 @pytest.fixture
 def plake(tmp_path):
     """A lake with projections (``projections.Lake``)."""
-    from projections import Lake
+    from artifact_lake.projections import Lake
 
     lk = Lake.open(tmp_path / "lake")
     yield lk
@@ -30,7 +30,7 @@ def plake(tmp_path):
 
 @pytest.fixture
 def ohlcv():
-    from artifact_store.samples import synthetic_ohlcv
+    from artifact_lake.artifact_store.samples import synthetic_ohlcv
 
     return synthetic_ohlcv(("BTC/USDT", "ETH/USDT"), bars=300, seed=3)
 
@@ -59,7 +59,7 @@ PYTHON = sys.executable
 
 def two_ids_sharing_a_prefix(lake) -> tuple[str, str]:
     """Rows for two artifacts whose ids both start with abcdef (no objects: enough to test references)."""
-    from artifact_store import manifest as mf
+    from artifact_lake.artifact_store import manifest as mf
 
     ids = ("abcdef" + "1" * 58, "abcdef" + "2" * 58)
     with mf.immediate(lake.db):

@@ -48,17 +48,17 @@ EXPECTED = {
 
 @pytest.mark.parametrize("package", sorted(EXPECTED))
 def test_exported_members(package):
-    mod = importlib.import_module(package)
+    mod = importlib.import_module(f"artifact_lake.{package}")
     assert set(mod.__all__) == EXPECTED[package]
     for name in mod.__all__:
         assert getattr(mod, name) is not None
 
 
 def test_errors_form_one_hierarchy_with_exit_codes():
-    from artifact_store import errors as store_errors
-    from experiments import errors as exp_errors
-    from projections import errors as proj_errors
-    from schemas import errors
+    from artifact_lake.artifact_store import errors as store_errors
+    from artifact_lake.experiments import errors as exp_errors
+    from artifact_lake.projections import errors as proj_errors
+    from artifact_lake.schemas import errors
 
     for cls in (
         store_errors.NotFound,

@@ -126,7 +126,7 @@ def ingest_alerts(lake: Lake, path: str | Path, *, source: str | None = None, as
         days.setdefault(r["ts"].strftime("%Y-%m-%d"), []).append(r)
     tables = {day: pa.Table.from_pylist(rows, schema=pa.schema(schema)) for day, rows in sorted(days.items())}
     # check everything before publishing anything
-    from schemas import conform, find_violations, first_error
+    from artifact_lake.schemas import conform, find_violations, first_error
 
     alerts_schema = lake.registry.get("alerts")
     for day, t in tables.items():

@@ -227,7 +227,7 @@ def backfill(
     """Backfill ``symbols`` from ``since`` to ``until`` (default: now) into day or month partitions."""
     import ccxt
 
-    from schemas import bad_rows, conform
+    from artifact_lake.schemas import bad_rows, conform
 
     if partition not in ("day", "month"):
         raise InvalidInput(f"--partition must be day or month, not {partition!r}")

@@ -120,7 +120,7 @@ def import_file(
     """Import a CSV or Parquet file as an artifact of ``type``, with lineage from the raw file's artifact."""
     import pyarrow as pa
 
-    from schemas import conform, find_violations, first_error
+    from artifact_lake.schemas import conform, find_violations, first_error
 
     p = Path(path)
     where = str(p)

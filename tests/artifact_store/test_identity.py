@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from artifact_store import content_id
-from schemas import Registry, conform
+from artifact_lake.artifact_store import content_id
+from artifact_lake.schemas import Registry, conform
 
 TABLE = Registry().get("table")
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,8 +10,8 @@ import textwrap
 import pyarrow as pa
 import pytest
 
-from artifact_store import Lake
-from artifact_store.objects import object_path
+from artifact_lake.artifact_store import Lake
+from artifact_lake.artifact_store.objects import object_path
 from tests.conftest import PYTHON, subprocess_env
 
 
@@ -51,7 +51,7 @@ def test_verify_recomputes_content_not_only_bytes(lake, ohlcv):
     """An object replaced by valid Parquet of other content, with the file hash updated, is still caught."""
     import pyarrow.parquet as pq
 
-    from artifact_store.hashing import file_hash
+    from artifact_lake.artifact_store.hashing import file_hash
 
     a = lake.publish(ohlcv, "ohlcv").id
     path = object_path(lake.root, a)
@@ -66,8 +66,8 @@ PUBLISH = textwrap.dedent(
     """
     import sys
     import pyarrow as pa
-    from artifact_store import Lake
-    from artifact_store.samples import synthetic_ohlcv
+    from artifact_lake.artifact_store import Lake
+    from artifact_lake.artifact_store.samples import synthetic_ohlcv
     lake = Lake.open(sys.argv[1])
     worker = int(sys.argv[2])
     for i in range(6):
@@ -109,8 +109,8 @@ def test_four_processes_publishing_at_once_lose_nothing_and_duplicate_nothing(tm
 CRASH = textwrap.dedent(
     """
     import sys
-    from artifact_store import Lake
-    from artifact_store.samples import synthetic_ohlcv
+    from artifact_lake.artifact_store import Lake
+    from artifact_lake.artifact_store.samples import synthetic_ohlcv
     Lake.open(sys.argv[1]).publish(synthetic_ohlcv(bars=400, seed=11), "ohlcv", name="victim")
     """
 )
@@ -136,14 +136,14 @@ def test_a_publisher_killed_mid_publish_leaves_a_lake_verify_explains_and_gc_cle
         assert len(cleaned.removed) == 1
         assert lk.verify().ok
         assert lk.resolve("keep") == keep
-        from artifact_store.samples import synthetic_ohlcv
+        from artifact_lake.artifact_store.samples import synthetic_ohlcv
 
         again = lk.publish(synthetic_ohlcv(bars=400, seed=11), "ohlcv", name="victim")
         assert again.version == 1 and lk.verify().ok
 
 
 def test_gc_leaves_a_staging_file_of_a_live_publisher_alone(lake):
-    from artifact_store.objects import stage
+    from artifact_lake.artifact_store.objects import stage
 
     staged = stage(lake.root)
     staged.handle.write(b"in flight")

@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from artifact_store import AmbiguousRef, InvalidInput, Lake, NotFound
-from artifact_store import lake as lake_module
-from artifact_store.objects import object_path
-from schemas import UnknownType, ValidationError
+from artifact_lake.artifact_store import AmbiguousRef, InvalidInput, Lake, NotFound
+from artifact_lake.artifact_store import lake as lake_module
+from artifact_lake.artifact_store.objects import object_path
+from artifact_lake.schemas import UnknownType, ValidationError
 from tests.conftest import lake_state, two_ids_sharing_a_prefix
 
 

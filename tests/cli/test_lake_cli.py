@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from cli.main import experiments, lake
+from artifact_lake.cli.main import experiments, lake
 from tests.conftest import PYTHON, ROOT, lake_state, subprocess_env, two_ids_sharing_a_prefix
 
 
@@ -123,7 +123,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_lake_unchanged(run, pq_file
 
 
 def test_ambiguous_prefix_is_exit_2(run):
-    from artifact_store import Lake
+    from artifact_lake.artifact_store import Lake
 
     with Lake.open(run.root) as lk:
         two_ids_sharing_a_prefix(lk)
@@ -139,7 +139,7 @@ def test_reading_a_missing_lake_is_an_error_not_a_new_lake(tmp_path):
 
 
 def test_verify_exits_1_on_problems_and_gc_cleans(run, pq_file):
-    from artifact_store.objects import object_path
+    from artifact_lake.artifact_store.objects import object_path
 
     run("init")
     assert run("verify").exit_code == 0
@@ -208,7 +208,7 @@ def test_console_script_runs_as_a_real_process_without_heavy_imports(tmp_path, p
     artifact_id = json.loads(pub.stdout)["id"]
     probe = (
         "import sys, json\n"
-        "from cli.main import lake\n"
+        "from artifact_lake.cli.main import lake\n"
         "try:\n"
         f"    lake.main(['--lake', {str(root)!r}, 'find', '--limit', '10'], standalone_mode=False)\n"
         "finally:\n"

@@ -9,13 +9,13 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from artifact_store import CorruptArtifact
-from artifact_store.objects import object_path
-from artifact_store.samples import synthetic_alerts, synthetic_ohlcv
-from cli.main import experiments as exp_cli
-from cli.main import lake as lake_cli
-from experiments import SimError, SpecError, create, execute, parse_spec, reproduce, runs_of
-from projections import Lake
+from artifact_lake.artifact_store import CorruptArtifact
+from artifact_lake.artifact_store.objects import object_path
+from artifact_lake.artifact_store.samples import synthetic_alerts, synthetic_ohlcv
+from artifact_lake.cli.main import experiments as exp_cli
+from artifact_lake.cli.main import lake as lake_cli
+from artifact_lake.experiments import SimError, SpecError, create, execute, parse_spec, reproduce, runs_of
+from artifact_lake.projections import Lake
 from tests.conftest import subprocess_env
 
 SPEC = """
@@ -136,7 +136,7 @@ def test_reproduce_is_identical_here_and_in_a_copied_lake(elake, tmp_path):
 
 
 def test_reproduce_after_a_change_of_simulator_defaults_reports_the_difference(elake, monkeypatch):
-    import sim
+    from artifact_lake import sim
 
     run = execute(elake, create(elake, parse_spec(SPEC))[0].id)
     defaults = list(sim.Execution.__init__.__defaults__)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from artifact_store.samples import synthetic_ohlcv
-from experiments import SpecError, create, execute, parse_spec, reproduce
-from experiments.train import load_policy
-from projections import Lake
+from artifact_lake.artifact_store.samples import synthetic_ohlcv
+from artifact_lake.experiments import SpecError, create, execute, parse_spec, reproduce
+from artifact_lake.experiments.train import load_policy
+from artifact_lake.projections import Lake
 
 TRAIN = """
 name = "ppo"

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from artifact_store.ingest import backfill
-from artifact_store.ingest.ccxt_source import ExchangeFailed
-from cli.main import lake as lake_cli
+from artifact_lake.artifact_store.ingest import backfill
+from artifact_lake.artifact_store.ingest.ccxt_source import ExchangeFailed
+from artifact_lake.cli.main import lake as lake_cli
 from tests.conftest import PYTHON, lake_state, subprocess_env
 from tests.fakes.binance import FakeBinance
 
@@ -148,9 +148,9 @@ def test_permanent_failures_are_one_clear_line(plake):
 KILLED = textwrap.dedent(
     """
     import sys, time
-    from artifact_store import Lake
-    from artifact_store.ingest import backfill
-    from artifact_store.ingest import ccxt_source
+    from artifact_lake.artifact_store import Lake
+    from artifact_lake.artifact_store.ingest import backfill
+    from artifact_lake.artifact_store.ingest import ccxt_source
 
     real = ccxt_source._publish_partition
     def slow(*a, **k):

@@ -7,12 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from artifact_store import InvalidInput
-from artifact_store.ingest import import_file, ingest_alerts
-from artifact_store.samples import synthetic_ohlcv
-from cli.main import lake as lake_cli
-from projections import coverage
-from schemas import ValidationError
+from artifact_lake.artifact_store import InvalidInput
+from artifact_lake.artifact_store.ingest import import_file, ingest_alerts
+from artifact_lake.artifact_store.samples import synthetic_ohlcv
+from artifact_lake.cli.main import lake as lake_cli
+from artifact_lake.projections import coverage
+from artifact_lake.schemas import ValidationError
 from tests.conftest import lake_state
 
 CSV = """Time,Sym,O,H,L,C,Vol

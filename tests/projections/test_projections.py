@@ -10,11 +10,11 @@ import pyarrow.compute as pc
 import pytest
 from click.testing import CliRunner
 
-from artifact_store import CorruptArtifact
-from artifact_store.objects import object_path
-from artifact_store.samples import synthetic_ohlcv
-from cli.main import lake as lake_cli
-from projections import ProjectionError, QueryError, UnknownSpec
+from artifact_lake.artifact_store import CorruptArtifact
+from artifact_lake.artifact_store.objects import object_path
+from artifact_lake.artifact_store.samples import synthetic_ohlcv
+from artifact_lake.cli.main import lake as lake_cli
+from artifact_lake.projections import ProjectionError, QueryError, UnknownSpec
 from tests.conftest import PYTHON, subprocess_env
 
 MIN = 60_000_000
@@ -96,7 +96,7 @@ def test_delete_and_rebuild_gives_byte_identical_query_results(plake, two_parts)
 BUILD = textwrap.dedent(
     """
     import sys
-    from projections import Lake
+    from artifact_lake.projections import Lake
     p = Lake.open(sys.argv[1]).projection("ohlcv", {"ohlcv": sys.argv[2:]})
     print(p.key)
     """
@@ -295,7 +295,7 @@ def test_cli_build_query_publish_and_errors(plake, two_parts, tmp_path):
 
 
 def test_a_killed_build_leaves_staging_that_gc_removes(plake):
-    from artifact_store.objects import stage_lock
+    from artifact_lake.artifact_store.objects import stage_lock
 
     lock = stage_lock(plake.root)
     db = lock.path.with_suffix(".duckdb")

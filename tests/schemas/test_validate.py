@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from schemas import Registry, SchemaError, UnknownType, ValidationError, bad_rows, conform, validate
+from artifact_lake.schemas import Registry, SchemaError, UnknownType, ValidationError, bad_rows, conform, validate
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_lake_schema_dir_adds_types_but_cannot_redefine(tmp_path):
     ],
 )
 def test_malformed_schema_files_are_named(tmp_path, text, message):
-    from schemas import load_schema_file
+    from artifact_lake.schemas import load_schema_file
 
     p = tmp_path / "x.toml"
     p.write_text(text)

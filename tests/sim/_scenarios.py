@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from sim import Bars, Execution, breakout, rsi_threshold, run, run_grid, sma_cross
+from artifact_lake.sim import Bars, Execution, breakout, rsi_threshold, run, run_grid, sma_cross
 
 
 def random_bars(seed: int, n: int) -> Bars:

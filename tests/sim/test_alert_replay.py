@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import AlertPolicy, Bars, alert_replay
+from artifact_lake.sim import AlertPolicy, Bars, alert_replay
 from tests.sim._scenarios import random_bars
 
 MIN = 60_000_000

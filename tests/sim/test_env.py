@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from artifact_store.samples import synthetic_ohlcv
-from sim import Bars, EnvConfig, Execution, Market, TradingEnv, VectorTradingEnv, run
+from artifact_lake.artifact_store.samples import synthetic_ohlcv
+from artifact_lake.sim import Bars, EnvConfig, Execution, Market, TradingEnv, VectorTradingEnv, run
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim import Bars, Execution, run
-from sim.records import EXIT_REASONS
+from artifact_lake.sim import Bars, Execution, run
+from artifact_lake.sim.records import EXIT_REASONS
 
 NAN = np.nan
 

@@ -12,7 +12,7 @@ from backtesting import Backtest, Strategy  # noqa: E402
 from backtesting.lib import crossover  # noqa: E402
 from backtesting.test import GOOG, SMA  # noqa: E402
 
-from sim import Bars, Execution, run, sma_cross  # noqa: E402
+from artifact_lake.sim import Bars, Execution, run, sma_cross  # noqa: E402
 
 
 class SmaLongOnly(Strategy):

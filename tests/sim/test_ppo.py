@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from artifact_store.samples import synthetic_ohlcv
-from sim import EnvConfig, Market, VectorTradingEnv
-from sim.policy import from_rows, load_agent, to_rows
-from sim.ppo import PPOConfig, compute_gae, train
+from artifact_lake.artifact_store.samples import synthetic_ohlcv
+from artifact_lake.sim import EnvConfig, Market, VectorTradingEnv
+from artifact_lake.sim.policy import from_rows, load_agent, to_rows
+from artifact_lake.sim.ppo import PPOConfig, compute_gae, train
 
 
 def reference_gae(rewards, values, dones, next_value, next_done, gamma, lam):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import Execution, run, run_grid, sma_cross
+from artifact_lake.sim import Execution, run, run_grid, sma_cross
 from tests.conftest import PYTHON, subprocess_env
 from tests.sim._scenarios import digest, random_bars
 
