@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from artifact_lake.schemas.errors import MissingExtra
+
 from .errors import SimError, SpecError
 
 if TYPE_CHECKING:
@@ -27,9 +29,21 @@ ENV_KEYS = {"symbol", "window", "features", "action_space", "episode_length", "t
 REWARD_KEYS = {"log_equity", "dsr", "drawdown", "turnover", "dsr_eta"}
 
 
+def require_torch(feature: str = "training and policy backtests") -> None:
+    """torch is the ``rl`` extra: without it, one line naming the install instead of an ImportError."""
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise MissingExtra("rl", feature, "torch") from exc
+
+
 def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, freeze_inputs: Any) -> dict[str, Any]:
     """Check a train spec's sections (each unknown key named) and freeze its inputs."""
     from artifact_lake.sim import Execution
+
+    require_torch()
     from artifact_lake.sim.ppo import PPOConfig
 
     from .spec import _check_value, _unknown
@@ -78,6 +92,7 @@ def env_config(env: dict[str, Any], reward: dict[str, Any], execution: dict[str,
 
 
 def ppo_config(trainer: dict[str, Any], seed: int) -> Any:
+    require_torch()
     from artifact_lake.sim.ppo import PPOConfig
 
     kw = dict(trainer)
@@ -107,6 +122,8 @@ def compute_train(lake: Lake, spec: ExperimentSpec, progress: Any, timings: dict
     import pyarrow as pa
 
     from artifact_lake.sim import VectorTradingEnv
+
+    require_torch()
     from artifact_lake.sim.policy import backtest, to_rows
     from artifact_lake.sim.ppo import train
 
@@ -195,6 +212,7 @@ def policy_meta(spec: ExperimentSpec) -> dict[str, Any]:
 
 def load_policy(lake: Lake, policy_id: str) -> tuple[Any, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
     """The agent, its settings and its normalisation statistics, from a ``tensors`` artifact: no code runs."""
+    require_torch()
     from artifact_lake.sim.policy import from_rows, load_agent
 
     art = lake.get(policy_id)
@@ -217,6 +235,8 @@ def load_policy(lake: Lake, policy_id: str) -> tuple[Any, dict[str, Any], tuple[
 def policy_backtests(lake: Lake, spec: ExperimentSpec, bars: dict[str, Any]) -> list[tuple[str, Any]]:
     """(symbol, sim.Result) of the stored policy run greedily over each symbol's whole bars."""
     from artifact_lake.sim import Market, run
+
+    require_torch()
     from artifact_lake.sim.policy import rollout
 
     policy_id = spec.inputs["policy"][0]

@@ -3,7 +3,7 @@
 Importing this package is cheap: pyarrow loads only when a table is conformed or validated.
 """
 
-from .errors import CheckFailed, LakeError, SchemaError, UnknownType, ValidationError
+from .errors import CheckFailed, LakeError, MissingExtra, SchemaError, UnknownType, ValidationError
 from .registry import Check, Column, Registry, Schema, load_schema_file
 from .validate import Violation, bad_rows, conform, find_violations, first_error, validate
 
@@ -12,6 +12,7 @@ __all__ = [
     "CheckFailed",
     "Column",
     "LakeError",
+    "MissingExtra",
     "Registry",
     "Schema",
     "SchemaError",

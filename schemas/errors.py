@@ -5,6 +5,7 @@ Every package raises subclasses of :class:`LakeError`; the CLI catches it in one
 
     LakeError (exit 2: bad input, usage, not found, ambiguous)
     ├── CheckFailed (exit 1: verify or reproduce found a difference)
+    ├── MissingExtra           an optional extra (rl, openlineage, ...) is needed and not installed
     ├── SchemaError            schemas: unknown type, malformed schema file
     │   └── UnknownType
     └── ValidationError        schemas: data that does not fit its schema (file, column, row, value)
@@ -42,3 +43,12 @@ class ValidationError(LakeError):
         super().__init__(message)
         self.column = column
         self.row = row
+
+
+class MissingExtra(LakeError):
+    """A feature needs an optional extra that is not installed; the message names the ``pip install``."""
+
+    def __init__(self, extra: str, feature: str, module: str) -> None:
+        super().__init__(f"{feature} needs {module}, which is not installed: pip install \"artifact-lake[{extra}]\"")
+        self.extra = extra
+        self.module = module

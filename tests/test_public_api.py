@@ -10,6 +10,7 @@ EXPECTED = {
         "CheckFailed",
         "Column",
         "LakeError",
+        "MissingExtra",
         "Registry",
         "Schema",
         "SchemaError",
