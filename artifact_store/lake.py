@@ -87,7 +87,12 @@ def _read_parquet(path: Path) -> pa.Table:
 
 
 def to_arrow(data: Any) -> pa.Table:
-    """A pyarrow Table from a Table, RecordBatch, polars or pandas DataFrame."""
+    """A pyarrow Table from anything that speaks Arrow.
+
+    Tables, record batches, polars and pandas frames, and every object exposing the Arrow PyCapsule stream
+    interface (``__arrow_c_stream__``: DuckDB relations, ``pyarrow.RecordBatchReader``, ...). A pandas frame's
+    ``DatetimeIndex`` becomes the ``ts`` column; any other index is dropped.
+    """
     import pyarrow as pa
 
     if isinstance(data, pa.Table):
@@ -95,14 +100,30 @@ def to_arrow(data: Any) -> pa.Table:
     if isinstance(data, pa.RecordBatch):
         return pa.Table.from_batches([data])
     module = type(data).__module__.split(".")[0]
-    if module == "polars" and hasattr(data, "to_arrow"):
-        table: pa.Table = data.to_arrow()
-        return table
-    if module == "pandas":
-        return pa.Table.from_pandas(data, preserve_index=False)
+    if module == "pandas" and hasattr(data, "index"):
+        return _from_pandas(data)
+    if hasattr(data, "__arrow_c_stream__"):
+        try:
+            return pa.RecordBatchReader.from_stream(data).read_all()
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise InvalidInput(f"cannot read the Arrow stream of a {type(data).__name__}: {exc}") from exc
     raise InvalidInput(
-        f"cannot publish a {type(data).__name__}: give a pyarrow Table, a polars DataFrame or a Parquet file path"
+        f"cannot publish a {type(data).__name__}: give a Parquet file path, a pyarrow Table, a polars or pandas"
+        " DataFrame, or any object with the Arrow stream interface (__arrow_c_stream__, e.g. a DuckDB relation)"
     )
+
+
+def _from_pandas(frame: Any) -> pa.Table:
+    import pyarrow as pa
+
+    index = frame.index
+    if type(index).__name__ == "DatetimeIndex":
+        if "ts" in frame.columns:
+            raise InvalidInput(
+                "the pandas frame has both a DatetimeIndex and a 'ts' column: drop one (frame.reset_index(drop=True))"
+            )
+        frame = frame.reset_index(names="ts")
+    return pa.Table.from_pandas(frame, preserve_index=False)
 
 
 class Lake:
@@ -165,7 +186,8 @@ class Lake:
     ) -> PublishResult:
         """Validate ``data`` against ``type`` and store it as an immutable artifact.
 
-        ``data`` is a pyarrow Table, a polars DataFrame or the path of a Parquet file. ``inputs`` are
+        ``data`` is the path of a Parquet (or, for ``tensors``, safetensors) file, or anything :func:`to_arrow`
+        takes: a pyarrow Table, a polars or pandas DataFrame, a DuckDB relation, a RecordBatchReader. ``inputs`` are
         references (ids, prefixes, names) of the artifacts it was derived from: they become lineage edges
         (tagged with ``run`` when given). Publishing content the lake already holds stores nothing and
         returns ``deduplicated=True``; under a name whose latest version points elsewhere it adds a version.

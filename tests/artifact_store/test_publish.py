@@ -166,3 +166,34 @@ def test_lost_object_is_restored_by_publishing_the_content_again(lake, ohlcv):
     assert not lake.verify().ok
     again = lake.publish(ohlcv, "ohlcv")
     assert again.id == rec.id and path.exists() and lake.verify().ok
+
+
+def test_any_arrow_stream_publishes_as_the_same_artifact(lake, ohlcv):
+    """DuckDB relations, RecordBatchReaders, polars and pandas: one content, one id."""
+    import duckdb
+
+    first = lake.publish(ohlcv, "ohlcv")
+    con = duckdb.connect()
+    con.register("src", ohlcv)
+    relation = con.sql("SELECT * FROM src")
+    for data in (relation, ohlcv.to_reader(max_chunksize=97), pl.from_arrow(ohlcv), ohlcv.to_pandas()):
+        again = lake.publish(data, "ohlcv")
+        assert (again.id, again.deduplicated) == (first.id, True), type(data).__name__
+
+
+def test_a_pandas_datetime_index_becomes_ts(lake, ohlcv):
+    import pandas as pd
+
+    frame = ohlcv.to_pandas().set_index("ts")
+    assert isinstance(frame.index, pd.DatetimeIndex)
+    assert lake.publish(frame, "ohlcv").id == lake.publish(ohlcv, "ohlcv").id
+    both = frame.assign(ts=frame.index)
+    before = lake_state(lake.root)
+    with pytest.raises(InvalidInput, match="both a DatetimeIndex and a 'ts' column"):
+        lake.publish(both, "ohlcv")
+    assert lake_state(lake.root) == before
+
+
+def test_an_object_without_arrow_is_refused_in_one_line(lake):
+    with pytest.raises(InvalidInput, match=r"cannot publish a dict: .*__arrow_c_stream__"):
+        lake.publish({"a": [1]}, "table")
