@@ -38,7 +38,11 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-CODE_VERSION = 1
+# 2: files are written in DuckDB's v1.1.0 storage format (any client from 1.1 on opens them)
+CODE_VERSION = 2
+# DuckDB 1.1's storage format, which every client from 1.1 on reads. Builds write it so a
+# projection opens in the DuckDB CLI, DBeaver or an older Python client, not only in the version that built it.
+STORAGE_VERSION = "v1.1.0"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _META = "_projection"
 
@@ -46,7 +50,8 @@ _META = "_projection"
 def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
     import duckdb
 
-    con = duckdb.connect(str(path), read_only=read_only)
+    config: dict[str, Any] = {} if read_only else {"storage_compatibility_version": STORAGE_VERSION}
+    con = duckdb.connect(str(path), read_only=read_only, config=config)
     con.execute("SET TimeZone = 'UTC'")
     return con
 

@@ -93,6 +93,24 @@ def test_delete_and_rebuild_gives_byte_identical_query_results(plake, two_parts)
     assert arrow_digest(rebuilt.arrow("SELECT * FROM gaps")) == gaps_before
 
 
+def test_a_projection_opens_in_the_duckdb_1x_cli(plake, two_parts):
+    """The `duckdb-cli` package (test extra) is a DuckDB 1.x client: it must read a file built by DuckDB 2."""
+    import shutil
+
+    cli = shutil.which("duckdb")
+    assert cli, "the duckdb CLI of the duckdb-cli package (test extra) is not installed"
+    version = subprocess.run([cli, "--version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("v1."), version
+    _, a, b = two_parts
+    p = plake.projection("ohlcv", {"ohlcv": [a, b]})
+    r = subprocess.run(
+        [cli, "-readonly", "-csv", str(p.path), "-c", "SELECT count(*), count(DISTINCT symbol) FROM ohlcv"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1] == f"{p.arrow('SELECT count(*) FROM ohlcv').column(0)[0].as_py()},2"
+
+
 BUILD = textwrap.dedent(
     """
     import sys
