@@ -5,11 +5,14 @@ sim imports nothing from the lake: arrays in, arrays out, testable and benchmark
 
 from .alerts import AlertPolicy, alert_replay
 from .engine import Bars, Execution, Result, run, run_grid, summarize
-from .env import EnvConfig, Market, TradingEnv, VectorTradingEnv
+from .env import ENV_ID, EnvConfig, Market, TradingEnv, VectorTradingEnv, register
 from .records import EXIT_REASONS, METRIC_NAMES, trade_dt
 from .strategies import breakout, rsi, rsi_threshold, sma, sma_cross
 
+register()  # gymnasium.make("ArtifactLake/Trading-v0", data=...) works once this package is imported
+
 __all__ = [
+    "ENV_ID",
     "AlertPolicy",
     "EXIT_REASONS",
     "METRIC_NAMES",

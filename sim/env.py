@@ -365,3 +365,22 @@ class VectorTradingEnv(gym.vector.VectorEnv[np.ndarray, Any, Any]):
         else:
             self._needs_reset = done
         return self._obs.copy(), self._reward.copy(), self._term.copy(), self._trunc.copy(), info
+
+
+ENV_ID = "ArtifactLake/Trading-v0"
+
+
+def register() -> None:
+    """Register :data:`ENV_ID` with Gymnasium (done on ``import artifact_lake.sim``).
+
+    ``gymnasium.make("ArtifactLake/Trading-v0", data=table, window=32)`` builds a :class:`TradingEnv` and
+    ``gymnasium.make_vec(ENV_ID, num_envs=8, vectorization_mode="vector_entry_point", data=table)`` a
+    :class:`VectorTradingEnv`; from a fresh interpreter, ``gymnasium.make("artifact_lake.sim:ArtifactLake/Trading-v0",
+    ...)`` imports this package first. Episodes end by the env's own ``episode_length``, so no TimeLimit is added.
+    """
+    if ENV_ID not in gym.registry:
+        gym.register(
+            id=ENV_ID,
+            entry_point=f"{__name__}:TradingEnv",
+            vector_entry_point=f"{__name__}:VectorTradingEnv",
+        )

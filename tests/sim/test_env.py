@@ -125,3 +125,40 @@ def test_vector_env_equals_n_single_envs(table, space):
         for x, y in zip(r1[:4], r2[:4], strict=True):
             np.testing.assert_array_equal(x, y)
     sync.close()
+
+
+def test_gymnasium_make_builds_the_registered_envs(table):
+    from artifact_lake.sim import ENV_ID
+
+    env = gym.make(ENV_ID, data=table, window=8, episode_length=64)
+    assert isinstance(env.unwrapped, TradingEnv)
+    check_env(env.unwrapped, skip_render_check=True)  # gymnasium's advice: check the env under its wrappers
+    direct = TradingEnv(table, window=8, episode_length=64)
+    np.testing.assert_array_equal(env.reset(seed=4)[0], direct.reset(seed=4)[0])
+    for action in (np.array([2, 0, 1]), np.array([0, 1, 2]), np.array([1, 0, 0])):
+        got, want = env.step(action), direct.step(action)
+        np.testing.assert_array_equal(got[0], want[0])
+        assert got[1:4] == want[1:4]
+
+    venv = gym.make_vec(ENV_ID, num_envs=3, vectorization_mode="vector_entry_point", data=table, window=8)
+    assert isinstance(venv, VectorTradingEnv) and venv.num_envs == 3
+    obs, _ = venv.reset(seed=1)
+    assert obs.shape == (3, 8 * 6 + 4)
+    venv.close()
+
+
+def test_a_fresh_interpreter_finds_the_env_through_gymnasium_alone(tmp_path):
+    import subprocess
+
+    from tests.conftest import PYTHON, subprocess_env
+
+    code = (
+        "import gymnasium as gym\n"
+        "from artifact_lake.artifact_store.samples import synthetic_ohlcv\n"
+        "env = gym.make('artifact_lake.sim:ArtifactLake/Trading-v0', data=synthetic_ohlcv(('A',), bars=400, seed=1),"
+        " window=8, episode_length=32)\n"
+        "print(type(env.unwrapped).__name__, env.reset(seed=0)[0].shape)\n"
+    )
+    r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "TradingEnv (52,)"
