@@ -210,12 +210,24 @@ class Lake:
             ).fetchone()
             if known is not None and object_path(self.root, known["id"]).exists():
                 return self._record(known["pk"], name, parents, run, deduplicated=True)
-            table = _read_parquet(path)
+            if path.suffix == ".safetensors":
+                table, file_meta = self._read_safetensors(path, schema.name)
+                meta = _check_meta({**file_meta, **meta})
+            else:
+                table = _read_parquet(path)
             label = str(path)
         else:
             table = to_arrow(data)
             label = "table"
         return self._publish_table(table, schema, label, name, parents, meta, run, source_hash)
+
+    @staticmethod
+    def _read_safetensors(path: Path, type_name: str) -> tuple[pa.Table, dict[str, Any]]:
+        from . import safetensors
+
+        if type_name != "tensors":
+            raise InvalidInput(f"{path}: a safetensors file publishes as --type tensors, not {type_name!r}")
+        return safetensors.read(path)
 
     def _publish_table(
         self,
@@ -567,7 +579,7 @@ class Lake:
         return pa.Table.from_batches(batches, schema=pf.schema_arrow) if batches else pf.schema_arrow.empty_table()
 
     def export(self, ref: str, out: str | os.PathLike[str], fmt: str = "parquet") -> Path:
-        """Write the artifact to ``out`` as Parquet (the stored bytes) or CSV."""
+        """Write the artifact to ``out`` as Parquet (the stored bytes), CSV, or (``tensors``) safetensors."""
         import shutil
 
         src = self.object_path(ref)
@@ -579,8 +591,15 @@ class Lake:
             import pyarrow.csv as pcsv
 
             pcsv.write_csv(self.read(ref), dest)
+        elif fmt == "safetensors":
+            from . import safetensors
+
+            art = self.get(ref)
+            if art.type != "tensors":
+                raise InvalidInput(f"{art.id[:12]} is a {art.type!r} artifact; only tensors export as safetensors")
+            safetensors.write(self.read(art.id), dest, art.meta)
         else:
-            raise InvalidInput(f"unknown format {fmt!r} (parquet or csv)")
+            raise InvalidInput(f"unknown format {fmt!r} (parquet, csv or safetensors)")
         return dest
 
     # -- maintenance ---------------------------------------------------------------------------------

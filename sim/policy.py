@@ -14,7 +14,8 @@ from .engine import Execution, Result, run
 from .env import Market, TradingEnv
 from .ppo import Agent
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64}
+# every dtype the ``tensors`` artifact type allows (a test keeps the two lists equal)
+DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
 
 
 def to_rows(agent: Agent, extra: dict[str, np.ndarray] | None = None) -> dict[str, list[Any]]:
@@ -39,10 +40,14 @@ def from_rows(rows: dict[str, list[Any]]) -> dict[str, np.ndarray]:
     for name, dtype, shape, data in zip(rows["name"], rows["dtype"], rows["shape"], rows["data"], strict=True):
         if dtype not in DTYPES:
             raise ValueError(f"tensor {name}: unsupported dtype {dtype!r}")
-        arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<"))
+        if dtype == "bfloat16":  # no numpy dtype: the top half of a float32, widened exactly
+            bits = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
+            arr = bits.view(np.float32)
+        else:
+            arr = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
         if arr.size != int(np.prod(shape)):
             raise ValueError(f"tensor {name}: {arr.size} values do not fill shape {shape}")
-        out[name] = arr.reshape(shape).astype(dtype)
+        out[name] = arr.reshape(shape)
     return out
 
 
