@@ -125,7 +125,8 @@ def run_demo(path: str | None, *, as_json: bool = False) -> None:
             lineage_tree(lin, 3)
 
         say("6. plot equity and drawdown")
-        png, lines = plot(lk, sma.id, str(root / "demo-sma.png"))
+        drawn = plot(lk, sma.id, str(root / "demo-sma.png"))
+        png, lines = drawn.out, len(drawn.drawn)
         if not as_json:
             c.print(f"wrote {png} ({lines} curves)")
 

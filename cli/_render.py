@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,28 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=width, soft_wrap=False, highlight=False, markup=False)
 
 
+def strict(obj: Any) -> Any:
+    """``obj`` with every NaN and infinity (Python or numpy floats, in dicts, lists and tuples, numpy arrays)
+    turned into None, numpy scalars and arrays into Python values: what strict JSON can hold."""
+    if isinstance(obj, float):  # numpy.float64 is a float too
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict(v) for v in obj]
+    if hasattr(obj, "dtype") and hasattr(obj, "tolist"):  # numpy scalars and arrays, without importing numpy
+        return strict(obj.tolist())
+    return obj
+
+
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """The one place ``--json`` output is printed: strict JSON, NaN and infinities as ``null``.
+
+    ``allow_nan=False`` makes a non-finite float that slips past :func:`strict` an error, never a ``NaN``
+    token that strict parsers (browsers, ``jq``, Go, Rust) refuse.
+    """
+    text = json.dumps(strict(obj), indent=2, sort_keys=False, default=str, allow_nan=False)
+    sys.stdout.write(text + "\n")
 
 
 def human_bytes(n: int) -> str:
@@ -84,15 +105,58 @@ def show_artifact(a: Artifact, parents: list[Artifact], children: list[Artifact]
             c.print(f"{label}: none")
 
 
-def arrow_table(tbl: Any, title: str | None = None) -> None:
+def print_rows(
+    columns: list[str],
+    rows: list[list[str]],
+    *,
+    title: str | None = None,
+    right: tuple[str, ...] = (),
+    wrap: tuple[str, ...] = (),
+    row_titles: list[str] | None = None,
+) -> None:
+    """A rich table when it fits the terminal (columns in ``wrap`` may wrap between words); otherwise one
+    block per row with a line per column (like ``psql``'s expanded display), so no value or column name is
+    ever cut to ``fina…``."""
+    from rich.cells import cell_len
+    from rich.rule import Rule
     from rich.table import Table
 
-    table = Table(title=title)
-    for name in tbl.column_names:
-        table.add_column(name)
-    for row in tbl.to_pylist():
-        table.add_row(*("" if v is None else str(v) for v in row.values()))
-    console().print(table)
+    c = console()
+
+    def width(text: str, wraps: bool = False) -> int:
+        parts = text.split() if wraps else text.splitlines()
+        return max((cell_len(part) for part in parts), default=0)
+
+    needed = sum(max([width(col), *(width(r[i], col in wrap) for r in rows)]) + 3 for i, col in enumerate(columns))
+    if needed + 1 <= c.width:
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col, justify="right" if col in right else "left", no_wrap=col not in wrap)
+        for row in rows:
+            table.add_row(*row)
+        c.print(table)
+        return
+    if title:
+        c.print(title, style="bold")
+    if not rows:
+        c.print(f"no rows; columns: {', '.join(columns)}")
+    for n, row in enumerate(rows):
+        c.print(Rule(row_titles[n] if row_titles else f"row {n + 1}", align="left", style="dim"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for col, value in zip(columns, row, strict=True):
+            grid.add_row(col, value)
+        c.print(grid)
+
+
+def arrow_table(tbl: Any, title: str | None = None) -> None:
+    """An Arrow table's rows for people (vertical records when it is wider than the terminal)."""
+    import pyarrow as pa
+
+    rows = [["" if v is None else str(v) for v in row.values()] for row in tbl.to_pylist()]
+    numeric = tuple(f.name for f in tbl.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
+    print_rows(list(tbl.column_names), rows, title=title, right=numeric)
 
 
 def _label(a: Artifact | LineageNode) -> str:
@@ -210,25 +274,65 @@ def progress_bar(enabled: bool = True) -> _Progress:
     return _Progress(enabled)
 
 
-def _metrics_table(rows: list[dict[str, Any]], swept: list[str], title: str | None = None) -> None:
-    from rich.table import Table
+PERCENT_SIGNED = ("total_return", "max_drawdown", "cagr")
+PERCENT = ("win_rate", "exposure")
 
-    table = Table(title=title)
-    cols = ["combo", "symbol", *swept, "total_return", "sharpe", "max_drawdown", "n_trades", "final_equity"]
-    for c in cols:
-        table.add_column(c, justify="left" if c == "symbol" else "right")
-    for m in rows:
-        cells = []
-        for c in cols:
-            v = m.get(c)
-            if c in ("total_return", "max_drawdown") and isinstance(v, float):
-                cells.append(f"{v:+.2%}")
-            elif isinstance(v, float):
-                cells.append(f"{v:,.2f}")
-            else:
-                cells.append(str(v))
-        table.add_row(*cells)
-    console().print(table)
+
+def format_metric(column: str, value: Any) -> str:
+    """A metric for people: returns and drawdowns as ``+533.41%``, other floats as ``1,234.57``, NaN as
+    ``n/a``, a missing value as ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "n/a" if math.isnan(value) else ("+inf" if value > 0 else "-inf")
+    if column in PERCENT_SIGNED and isinstance(value, int | float):
+        return f"{value:+.2%}"
+    if column in PERCENT and isinstance(value, int | float):
+        return f"{value:.2%}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def _symbol(symbol: Any) -> str:
+    return "portfolio" if symbol == "*" else str(symbol)
+
+
+METRIC_COLUMNS = ("total_return", "sharpe", "max_drawdown", "n_trades", "final_equity")
+
+
+def _metrics_table(rows: list[dict[str, Any]], swept: list[str], title: str | None = None) -> None:
+    labelled = any("strategy" in m for m in rows)  # a train experiment: policy, buy_and_hold, flat
+    cols = ["combo", "symbol", *(["strategy"] if labelled else []), *swept, *METRIC_COLUMNS]
+    cells = [[_symbol(m.get(c)) if c == "symbol" else format_metric(c, m.get(c)) for c in cols] for m in rows]
+    right = tuple(c for c in cols if c not in ("symbol", "strategy"))
+    print_rows(cols, cells, title=title, right=right)
+
+
+def compare_table(rows: list[dict[str, Any]]) -> None:
+    """``experiments compare`` for people: each experiment's strategy and fixed parameters above a table of
+    its rows (swept parameters, metrics formatted like ``experiments show``)."""
+    from artifact_lake.experiments.report import TRAIN_LABELS, format_params
+
+    c = console()
+    seen: set[str] = set()
+    for r in rows:
+        if r["experiment_id"] in seen or (r["strategy"] in ("buy_and_hold", "flat")):
+            continue
+        seen.add(r["experiment_id"])
+        fixed = format_params({k: v for k, v in r["params"].items() if k not in r["swept"]})
+        swept = f"; swept: {', '.join(r['swept'])}" if r["swept"] else ""
+        kind = "train" if r["strategy"] in TRAIN_LABELS else r["strategy"]
+        c.print(f"{r['experiment']} ({r['experiment_id'][:SHORT]}) {kind}: fixed: {fixed or '-'}{swept}")
+    cols = ["experiment", "symbol", "swept", *METRIC_COLUMNS]
+    cells = []
+    for r in rows:
+        # a backtest's row is its combination (sweep #3); a train experiment's, its strategy (ppo policy)
+        which = r["strategy"] if r["strategy"] in TRAIN_LABELS else f"#{r['combo']}"
+        swept = format_params({k: v for k, v in r["params"].items() if k in r["swept"]})
+        head = [f"{r['experiment']} {which}", _symbol(r["symbol"]), swept or "-"]
+        cells.append(head + [format_metric(k, r[k]) for k in METRIC_COLUMNS])
+    print_rows(cols, cells, right=METRIC_COLUMNS, wrap=("swept",))
 
 
 def run_summary(lake: Any, run: Any) -> None:

@@ -1,7 +1,19 @@
-"""Views over experiment results: compare metrics side by side, plot equity and drawdown."""
+"""Views over experiment results: compare metrics side by side, plot what a run produced.
+
+* :func:`compare` gives one row per (experiment, combination, symbol) with every parameter of the strategy
+  (swept and fixed, defaults included) and the main metrics as raw numbers (NaN stays NaN; the CLI prints
+  it as ``null`` in JSON and ``n/a`` for people).
+* :func:`plot` draws a backtest as one panel per symbol (equity above, drawdown in percent below, one colour
+  per combination) and a train experiment as its training curve plus the validation split: policy vs
+  buy-and-hold vs flat. It draws at most ``max_lines`` curves, chosen by total return, and its
+  :class:`PlotReport` names every curve it left out: nothing is dropped silently.
+"""
 
 from __future__ import annotations
 
+import math
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -9,9 +21,17 @@ from . import tracker
 from .errors import NotFoundExperiment
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    import numpy as np
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
     from artifact_lake.projections import Lake
+
+PORTFOLIO = "*"
+"""The symbol of alert-replay results: the whole portfolio, shown as ``portfolio``."""
+TRAIN_LABELS = ("policy", "buy_and_hold", "flat")
+"""The strategies of a train experiment's validation metrics, in combo order."""
+COMPARE_METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades", "final_equity")
 
 
 def latest_run(lake: Lake, ref: str) -> tuple[tracker.Experiment, tracker.Run]:
@@ -24,65 +44,456 @@ def latest_run(lake: Lake, ref: str) -> tuple[tracker.Experiment, tracker.Run]:
     return exp, run
 
 
-def compare(lake: Lake, refs: list[str]) -> pa.Table:
-    """One row per (experiment, combination, symbol) with the main metrics and the swept parameters."""
-    import pyarrow as pa
+def symbol_label(symbol: str) -> str:
+    """``portfolio`` for alert replay's whole-portfolio symbol ``*``; any other symbol as it is."""
+    return "portfolio" if symbol == PORTFOLIO else symbol
 
+
+def format_percent(value: float | None) -> str:
+    """``+533.41%``, as ``experiments show`` prints returns; ``n/a`` for a missing or non-finite value."""
+    return f"{value:+.2%}" if _finite(value) else "n/a"
+
+
+def format_number(value: float | None) -> str:
+    """``1,234.57``; ``n/a`` for a missing or non-finite value."""
+    return f"{value:,.2f}" if _finite(value) else "n/a"
+
+
+def format_params(params: dict[str, Any], sep: str = ", ") -> str:
+    """``fast=5, slow=30, stop_loss=none, require_coverage=false``: parameters as a spec would write them."""
+
+    def one(v: Any) -> str:
+        if v is None:
+            return "none"
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(one(x) for x in v) + "]"
+        return str(v)
+
+    return sep.join(f"{k}={one(v)}" for k, v in params.items())
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def strategy_params(exp: tracker.Experiment, combo: int) -> dict[str, Any]:
+    """Every parameter behind combination ``combo``: the swept and written ones, then the strategy's defaults.
+
+    A train experiment's parameters are its ``env``, ``reward`` and ``trainer`` settings as written (they
+    describe the policy, so only the ``policy`` row carries them; see :func:`compare`).
+    """
+    from .spec import STRATEGIES
+
+    doc = exp.spec.doc
+    if exp.kind == "train":
+        return {f"{sec}.{k}": v for sec in ("env", "reward", "trainer") for k, v in sorted(doc.get(sec, {}).items())}
+    chosen = exp.spec.combos()[combo]
+    params = {k: v for k, v in chosen.items() if k not in ("name", "symbols")}
+    for key, (_, default) in STRATEGIES.get(str(chosen.get("name")), ((), {}))[1].items():
+        if key != "symbols":
+            params.setdefault(key, default)
+    return dict(sorted(params.items()))
+
+
+def _strategy_label(exp: tracker.Experiment, m: dict[str, Any]) -> str:
+    if exp.kind == "train":
+        return str(m.get("strategy") or TRAIN_LABELS[int(m["combo"])])
+    return str(exp.spec.doc.get("strategy", {}).get("name", ""))
+
+
+def compare(lake: Lake, refs: list[str]) -> list[dict[str, Any]]:
+    """One row per (experiment, combination, symbol) of each experiment's latest succeeded run.
+
+    Each row holds the experiment, combo, symbol (``*`` is alert replay's portfolio), strategy (for a train
+    experiment: policy, buy_and_hold or flat), ``params`` (every parameter, swept and fixed), ``swept`` (the
+    names of the swept ones) and the metrics of :data:`COMPARE_METRICS` as stored.
+    """
     rows: list[dict[str, Any]] = []
     for ref in refs:
         exp, run = latest_run(lake, ref)
+        swept = exp.spec.swept
         for m in lake.read(run.results["metrics"]).to_pylist():
-            params = {k: m[k] for k in exp.spec.swept}
+            label = _strategy_label(exp, m)
+            params = strategy_params(exp, int(m["combo"])) if exp.kind != "train" or label == "policy" else {}
             rows.append(
                 {
                     "experiment": exp.name,
+                    "experiment_id": exp.id,
+                    "run": run.id,
                     "combo": m["combo"],
                     "symbol": m["symbol"],
-                    "params": ", ".join(f"{k}={v}" for k, v in params.items()),
-                    "total_return": m["total_return"],
-                    "sharpe": m["sharpe"],
-                    "max_drawdown": m["max_drawdown"],
-                    "n_trades": m["n_trades"],
-                    "final_equity": m["final_equity"],
+                    "strategy": label,
+                    "params": params,
+                    "swept": swept,
+                    **{k: m.get(k) for k in COMPARE_METRICS},
                 }
             )
-    return pa.Table.from_pylist(rows)
+    return rows
 
 
-def plot(lake: Lake, ref: str, out: str, *, max_lines: int = 12) -> tuple[Path, int]:
-    """Equity (top) and drawdown (bottom) per combination and symbol of the latest run, to a PNG."""
+@dataclass(frozen=True)
+class Curve:
+    """One curve of a plot: a (combination, symbol) of a backtest, or a strategy of a train experiment's
+    validation."""
+
+    combo: int
+    symbol: str
+    """As stored: ``*`` is alert replay's whole portfolio."""
+    name: str
+    """The parameters that tell it apart (``fast=5 slow=30``), or the strategy (``policy``); may be empty."""
+    total_return: float
+    sharpe: float
+
+    @property
+    def label(self) -> str:
+        """``#3 fast=10 slow=60 on BTC/USDT``: what a person reads in the legend and the CLI."""
+        name = f" {self.name}" if self.name else ""
+        return f"#{self.combo}{name} on {symbol_label(self.symbol)}"
+
+    def legend(self, width: int = 0, note: str = "") -> str:
+        """``#3 fast=10 slow=60   +5.58%  Sharpe   1.89``, the name padded to ``width`` (monospace columns)."""
+        ret, sharpe = format_percent(self.total_return), format_number(self.sharpe)
+        return f"{self.short:<{width}}  {ret:>9}  Sharpe {sharpe:>6}{note}"
+
+    @property
+    def short(self) -> str:
+        """The label without the symbol: ``#3 fast=10 slow=60``, or a train strategy's name."""
+        if self.name in TRAIN_LABELS:
+            return self.name
+        return f"#{self.combo} {self.name}".strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "combo": self.combo,
+            "symbol": self.symbol,
+            "label": self.label,
+            "total_return": self.total_return,
+            "sharpe": self.sharpe,
+        }
+
+
+@dataclass(frozen=True)
+class PlotReport:
+    """What :func:`plot` drew: the PNG, the curves drawn and those left out, and how they were chosen."""
+
+    out: Path
+    kind: str
+    drawn: list[Curve]
+    left_out: list[Curve] = field(default_factory=list)
+    selection: str = "every curve"
+    """How the drawn curves were chosen, in words."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "kind": self.kind,
+            "lines": len(self.drawn),
+            "total": len(self.drawn) + len(self.left_out),
+            "selection": self.selection,
+            "drawn": [c.to_dict() for c in self.drawn],
+            "left_out": [c.to_dict() for c in self.left_out],
+        }
+
+
+def _rank_key(c: Curve) -> tuple[bool, float, int]:
+    return (not _finite(c.total_return), -c.total_return if _finite(c.total_return) else 0.0, c.combo)
+
+
+def choose_curves(curves: list[Curve], max_lines: int) -> tuple[list[Curve], list[Curve], str]:
+    """(drawn, left out, selection in words): all curves when they fit, else the best by total return on
+    each symbol, ``max_lines`` split as evenly as the symbols allow (earlier symbols get the remainder)."""
+    if max_lines < 1:
+        raise ValueError("max_lines must be at least 1")
+    if len(curves) <= max_lines:
+        return list(curves), [], f"all {len(curves)} curves"
+    symbols = sorted({c.symbol for c in curves})
+    by_symbol = {s: sorted((c for c in curves if c.symbol == s), key=_rank_key) for s in symbols}
+    quota = {s: max_lines // len(symbols) + (i < max_lines % len(symbols)) for i, s in enumerate(symbols)}
+    # a symbol with fewer curves than its share hands the rest on to the others
+    spare = sum(max(0, quota[s] - len(by_symbol[s])) for s in symbols)
+    for s in symbols:
+        quota[s] = min(quota[s], len(by_symbol[s]))
+    for s in symbols:
+        extra = min(spare, len(by_symbol[s]) - quota[s])
+        quota[s] += extra
+        spare -= extra
+    keep = {(c.combo, c.symbol) for s in symbols for c in by_symbol[s][: quota[s]]}
+    drawn = [c for c in curves if (c.combo, c.symbol) in keep]
+    left = [c for c in curves if (c.combo, c.symbol) not in keep]
+    shares = sorted(set(quota.values()))
+    each = f"the {shares[0]} best" if len(shares) == 1 else "the best"
+    where = "" if len(symbols) == 1 else " on each symbol"
+    return drawn, left, f"{len(drawn)} of {len(curves)} curves: {each} by total return{where} (--max-lines)"
+
+
+def plot(lake: Lake, ref: str, out: str, *, max_lines: int = 12) -> PlotReport:
+    """A PNG of the latest succeeded run of experiment ``ref``; see the module docstring for what it shows.
+
+    Example::
+
+        report = plot(lake, "sma", "sma.png", max_lines=8)
+        print(report.selection, [c.label for c in report.left_out])
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    exp, run = latest_run(lake, ref)
+    path = Path(out)
+    if exp.kind == "train":
+        fig, report = _plot_train(lake, exp, run, path)
+    else:
+        fig, report = _plot_backtest(lake, exp, run, path, max_lines)
+    try:
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
+    return report
+
+
+# ---- drawing -------------------------------------------------------------------------------------------------
+
+_STYLES = ("-", "--", ":", "-.")
+
+
+def _style(i: int) -> dict[str, Any]:
+    """Colour and line style of the ``i``-th combination: tab10's ten distinct hues, then dashed, dotted..."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {"color": cmap(i % 10), "linestyle": _STYLES[(i // 10) % len(_STYLES)]}
+
+
+def _time_axis(ax: Axes, ts: np.ndarray) -> None:
+    """Dates in UTC with the year; hours and minutes when the data spans a few days or less."""
+    import datetime as dt
+
+    import matplotlib.dates as mdates
+    import numpy as np
+
+    class Spaced(mdates.AutoDateLocator):
+        # day ticks restart at each month's first day (..., Feb 29, Mar 1, ...): drop a tick that
+        # crowds the one before it, so labels never overlap
+        def __call__(self) -> Any:
+            ticks = np.asarray(super().__call__())  # type: ignore[no-untyped-call]
+            if len(ticks) < 3:
+                return ticks
+            step = float(np.median(np.diff(ticks)))
+            kept = [ticks[0]]
+            for t in ticks[1:]:
+                if t - kept[-1] >= 0.75 * step:
+                    kept.append(t)
+            return np.asarray(kept)
+
+    span = (ts.max() - ts.min()) / np.timedelta64(1, "D") if len(ts) else 0.0
+    fmt = "%Y-%m-%d" if span > 4 else "%Y-%m-%d\n%H:%M"
+    ax.xaxis.set_major_locator(Spaced(minticks=3, maxticks=8, tz=dt.UTC))  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=dt.UTC))  # type: ignore[no-untyped-call]
+    ax.set_xlabel("time (UTC)")
+
+
+def _drawdown(values: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    peak = np.maximum.accumulate(values)
+    out: np.ndarray = np.where(peak > 0, values / np.where(peak > 0, peak, 1.0) - 1.0, 0.0)
+    return out
+
+
+def _legend(ax: Axes, title: str, mono: bool = True) -> None:
+    """The legend outside the axes, on the right; monospace keeps the return and Sharpe columns aligned."""
+    prop = {"family": "monospace", "size": 8} if mono else {"size": 8}
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.01, 1.0), prop=prop, title=title or None, title_fontsize=8,
+        alignment="left", frameon=False,
+    )  # fmt: skip
+
+
+def _percent_axis(ax: Axes) -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
+
+
+def _money_axis(ax: Axes) -> None:
+    from matplotlib.ticker import StrMethodFormatter
+
+    ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+
+
+def _fixed_text(exp: tracker.Experiment) -> str:
+    strategy = str(exp.spec.doc.get("strategy", {}).get("name", ""))
+    shown = format_params({k: v for k, v in strategy_params(exp, 0).items() if k not in exp.spec.swept})
+    return f"{strategy}" + (f" ({shown})" if shown else "")
+
+
+def _left_out_text(left: list[Curve], limit: int = 8) -> str:
+    names = ", ".join(c.label for c in left[:limit])
+    more = f" and {len(left) - limit} more" if len(left) > limit else ""
+    return f"left out {len(left)}: {names}{more}"
+
+
+def _plot_backtest(
+    lake: Lake, exp: tracker.Experiment, run: tracker.Run, path: Path, max_lines: int
+) -> tuple[Figure, PlotReport]:
+    import matplotlib.pyplot as plt
     import numpy as np
     import pyarrow.compute as pc
 
-    exp, run = latest_run(lake, ref)
-    eq = lake.read(run.results["equity"])
-    metrics = {(m["combo"], m["symbol"]): m for m in lake.read(run.results["metrics"]).to_pylist()}
-    keys = sorted(
-        {(c, s) for c, s in zip(eq.column("combo").to_pylist(), eq.column("symbol").to_pylist(), strict=True)}
-    )
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    for ax in (top, bottom):
-        ax.set_prop_cycle(color=[plt.get_cmap("tab20")(i) for i in range(20)])  # distinct colours, 20 curves
-    for combo, symbol in keys[:max_lines]:
-        part = eq.filter(pc.and_(pc.equal(eq.column("combo"), combo), pc.equal(eq.column("symbol"), symbol)))
-        ts = part.column("ts").to_numpy(zero_copy_only=False)
-        values = part.column("equity").to_numpy()
-        peak = np.maximum.accumulate(values)
-        params = ", ".join(f"{k}={metrics[(combo, symbol)][k]}" for k in exp.spec.swept)
-        label = f"{symbol} {params}".strip()
-        top.plot(ts, values, linewidth=1, label=label)
-        bottom.plot(ts, values / peak - 1.0, linewidth=0.8)
-    top.set_title(f"{exp.name} (run {run.id[:8]}): equity")
+    swept = exp.spec.swept
+    curves = [
+        Curve(
+            combo=int(m["combo"]),
+            symbol=str(m["symbol"]),
+            name=format_params({k: m[k] for k in swept}, " "),
+            total_return=float(m["total_return"]),
+            sharpe=float(m["sharpe"]),
+        )
+        for m in lake.read(run.results["metrics"]).to_pylist()
+    ]
+    drawn, left, selection = choose_curves(curves, max_lines)
+    eq = lake.read(run.results["equity"], columns=["combo", "symbol", "ts", "equity"])
+    symbols = sorted({c.symbol for c in drawn})
+    colour_of = {combo: i for i, combo in enumerate(sorted({c.combo for c in drawn}))}
+    n = max(len(symbols), 1)
+    fig = plt.figure(figsize=(13, 1.3 + 4.6 * n), layout="constrained")
+    grid = fig.add_gridspec(2 * n, 1, height_ratios=[3, 1.3] * n)
+    first: Axes | None = None
+    for i, symbol in enumerate(symbols):
+        top = fig.add_subplot(grid[2 * i], sharex=first)
+        first = first or top
+        bottom = fig.add_subplot(grid[2 * i + 1], sharex=first)
+        mask = pc.equal(eq.column("symbol"), symbol)
+        part = eq.filter(mask)
+        mine = sorted((c for c in drawn if c.symbol == symbol), key=_rank_key)
+        width = max(len(c.short) for c in mine)
+        seen: list[tuple[Curve, np.ndarray]] = []
+        for c in mine:
+            one = part.filter(pc.equal(part.column("combo"), c.combo))
+            ts = one.column("ts").to_numpy(zero_copy_only=False)
+            values = one.column("equity").to_numpy()
+            # a curve drawn exactly over an earlier one would vanish: say so in the legend
+            twin = next((f"  (same as #{o.combo})" for o, v in seen if np.array_equal(v, values)), "")
+            seen.append((c, values))
+            style = _style(colour_of[c.combo])
+            top.plot(ts, values, linewidth=1.2, label=c.legend(width, twin), **style)
+            bottom.plot(ts, _drawdown(values), linewidth=0.9, **style)
+        shown = sum(c.symbol == symbol for c in drawn)
+        total = sum(c.symbol == symbol for c in curves)
+        top.set_title(f"{symbol_label(symbol)}: equity ({shown} of {total} curves)", loc="left", fontsize=10)
+        top.set_ylabel("equity")
+        _money_axis(top)
+        top.grid(alpha=0.3)
+        bottom.set_ylabel("drawdown")
+        _percent_axis(bottom)
+        bottom.grid(alpha=0.3)
+        top.tick_params(labelbottom=False)
+        if i < n - 1:
+            bottom.tick_params(labelbottom=False)
+        else:
+            _time_axis(bottom, ts)
+        _legend(top, "combination, total return, Sharpe (best first)")
+    title = textwrap.fill(f"{exp.name} (run {run.id[:8]}): {_fixed_text(exp)}", 150)
+    fig.suptitle(title, fontsize=11)
+    note = f"drawn: {selection}" + (f"; {_left_out_text(left)}" if left else "")
+    fig.supxlabel(textwrap.fill(note, 190), x=0.01, ha="left", fontsize=8)
+    report = PlotReport(out=path, kind=exp.kind, drawn=drawn, left_out=left, selection=selection)
+    return fig, report
+
+
+def validation_equity(lake: Lake, exp: tracker.Experiment, run: tracker.Run) -> dict[str, Any]:
+    """Per-bar validation equity of the policy, buy-and-hold and flat, computed again from what the run
+    published (the policy's tensors and the frozen bars), as :mod:`.train` computed its metrics.
+
+    Returns ``ts`` (all bars), ``close`` (all bars), ``split`` (index of the first validation bar),
+    ``symbol`` and ``equity`` ({strategy: (ts, values)}) of the validation bars.
+    """
+    from .train import _constant, _market, load_policy
+
+    agent, _, _ = load_policy(lake, run.results["policy"])  # first: without torch, one line naming the extra
+    from artifact_lake.sim.policy import backtest
+
+    symbol, market = _market(lake, exp.spec)
+    start, _, end = market.start_range("validation")
+    results = {
+        "policy": backtest(agent, market, start, end),
+        "buy_and_hold": _constant(market, start, end, 1.0),
+        "flat": _constant(market, start, end, 0.0),
+    }
+    ts = market.bars.ts.astype("datetime64[us]")
+    return {
+        "symbol": symbol,
+        "ts": ts,
+        "close": market.bars.close,
+        "split": start,
+        "equity": {k: (ts[start : end + 1], r.equity) for k, r in results.items()},
+    }
+
+
+def _plot_train(lake: Lake, exp: tracker.Experiment, run: tracker.Run, path: Path) -> tuple[Figure, PlotReport]:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    metrics = {str(m["strategy"]): m for m in lake.read(run.results["metrics"]).to_pylist()}
+    curve = lake.read(run.results["training_curve"]).to_pydict()
+    val = validation_equity(lake, exp, run)
+    ts, split = val["ts"], int(val["split"])
+    fig = plt.figure(figsize=(13, 12), layout="constrained")
+    grid = fig.add_gridspec(4, 1, height_ratios=[2.2, 2, 3, 1.3])
+    learn = fig.add_subplot(grid[0])
+    steps = np.asarray(curve["steps"], dtype=float)
+    ret = np.asarray(curve["episodic_return"], dtype=float)
+    learn.plot(steps, ret, marker="o", markersize=3, linewidth=1.2, color="tab:blue", label="mean episodic return")
+    learn.set_xlabel("environment steps")
+    learn.set_ylabel("episodic return")
+    learn.grid(alpha=0.3)
+    missing = int(np.sum(~np.isfinite(ret)))
+    note = f" ({missing} updates finished no episode)" if missing else ""
+    learn.set_title(f"training curve: {len(steps)} updates{note}", loc="left", fontsize=10)
+    _legend(learn, "", mono=False)
+
+    price = fig.add_subplot(grid[1])
+    price.plot(ts, val["close"], linewidth=0.9, color="0.25", label="close")
+    price.axvspan(ts[0], ts[split], color="tab:blue", alpha=0.07, label="train")
+    price.axvspan(ts[split], ts[-1], color="tab:orange", alpha=0.12, label="validation")
+    price.axvline(ts[split], color="tab:red", linewidth=1.0, linestyle="--", label=f"split {_when(ts[split])}")
+    price.set_ylabel("close")
+    price.set_title(f"{val['symbol']}: train / validation split", loc="left", fontsize=10)
+    price.grid(alpha=0.3)
+    _time_axis(price, ts)
+    _legend(price, "", mono=False)
+
+    top = fig.add_subplot(grid[2])
+    bottom = fig.add_subplot(grid[3], sharex=top)
+    drawn: list[Curve] = []
+    width = max(len(n) for n in TRAIN_LABELS)
+    colours = {"policy": "tab:blue", "buy_and_hold": "tab:orange", "flat": "0.45"}
+    for i, name in enumerate(TRAIN_LABELS):
+        m = metrics.get(name, {})
+        c = Curve(i, val["symbol"], name, float(m.get("total_return", math.nan)), float(m.get("sharpe", math.nan)))
+        drawn.append(c)
+        vts, values = val["equity"][name]
+        style: dict[str, Any] = {"color": colours[name], "linestyle": "--" if name == "flat" else "-"}
+        top.plot(vts, values, linewidth=1.4 if name == "policy" else 1.1, label=c.legend(width), **style)
+        bottom.plot(vts, _drawdown(values), linewidth=0.9, **style)
+    top.set_title(f"validation ({len(ts) - split:,} bars from {_when(ts[split])}): equity", loc="left", fontsize=10)
     top.set_ylabel("equity")
+    _money_axis(top)
+    top.grid(alpha=0.3)
+    top.tick_params(labelbottom=False)
     bottom.set_ylabel("drawdown")
-    if keys:
-        top.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = Path(out)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path, min(len(keys), max_lines)
+    _percent_axis(bottom)
+    bottom.grid(alpha=0.3)
+    _time_axis(bottom, val["equity"]["policy"][0])
+    _legend(top, "strategy, total return, Sharpe")
+    fig.suptitle(f"{exp.name} (run {run.id[:8]}): PPO policy on {val['symbol']}", fontsize=11)
+    return fig, PlotReport(out=path, kind=exp.kind, drawn=drawn, selection="policy, buy_and_hold and flat")
+
+
+def _when(t: Any) -> str:
+    import numpy as np
+
+    return str(np.datetime_as_string(t, unit="m")).replace("T", " ") + " UTC"
