@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from artifact_lake.artifact_store import openlineage
 from artifact_lake.schemas.errors import LakeError
 
 from . import tracker
@@ -378,15 +379,17 @@ def conform_results(lake: Lake, tables: dict[str, pa.Table]) -> dict[str, pa.Tab
 def _device(spec: ExperimentSpec) -> str:
     if spec.kind != "train":
         return "cpu"
-    from artifact_lake.sim.ppo import pick_device
+    from .train import ppo_config, require_torch
 
-    from .train import ppo_config
+    require_torch()
+    from artifact_lake.sim.ppo import pick_device
 
     return pick_device(ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).device).type
 
 
 def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | None = None) -> tracker.Run:
     """Run experiment ``ref`` and publish its results; reuse a succeeded run of the same code unless ``force``."""
+    events = openlineage.run_events(lake)  # before any work: configured without the extra, the lake stays unchanged
     exp = tracker.get_experiment(lake.db, ref)
     if not force:
         for run in tracker.runs_of(lake.db, exp.id):
@@ -398,6 +401,8 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
                 if present:
                     return tracker.Run(**{**run.to_dict(), "reused": True})
     run = tracker.new_run(lake.db, exp.id, device=_device(exp.spec))
+    frozen = sorted({i for ids in exp.spec.inputs.values() for i in ids})
+    events.start(f"experiment/{exp.spec.name}", run_id=run.id, inputs=frozen)
     started = time.perf_counter()
     try:
         computed = compute(lake, exp.spec, progress)
@@ -418,6 +423,7 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
         computed.timings["publish"] = time.perf_counter() - t0
     except LakeError as exc:
         tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started, error=str(exc))
+        events.fail(exc)
         raise
     except Exception as exc:
         tracker.finish_run(
@@ -427,8 +433,9 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
             duration=time.perf_counter() - started,
             error=f"{type(exc).__name__}: {exc}",
         )
+        events.fail(exc)
         raise
-    return tracker.finish_run(
+    done = tracker.finish_run(
         lake.db,
         run.id,
         status="succeeded",
@@ -436,6 +443,9 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
         results=results,
         timings=computed.timings,
     )
+    # after the commit: a lost COMPLETE event is a warning, never lost results
+    events.complete([(i, f"exp/{exp.spec.name}/{role}") for role, i in results.items()])
+    return done
 
 
 def create(lake: Lake, raw: dict[str, Any], *, name: str | None = None) -> tuple[tracker.Experiment, bool]:

@@ -49,6 +49,6 @@ class MissingExtra(LakeError):
     """A feature needs an optional extra that is not installed; the message names the ``pip install``."""
 
     def __init__(self, extra: str, feature: str, module: str) -> None:
-        super().__init__(f"{feature} needs {module}, which is not installed: pip install \"artifact-lake[{extra}]\"")
+        super().__init__(f'{feature} needs {module}, which is not installed: pip install "artifact-lake[{extra}]"')
         self.extra = extra
         self.module = module

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .. import openlineage
 from ..errors import InvalidInput
 from ..lake import Lake
 from .files import read_table
@@ -57,6 +58,19 @@ def _parse_time(value: Any) -> datetime | None:
     return None
 
 
+def _outputs(result: AlertIngest) -> list[openlineage.Ref]:
+    out: list[openlineage.Ref] = [(result.raw_id, f"raw/alerts/{result.source}")]
+    out += [(a["id"], f"alerts/{result.source}/{a['day']}") for a in result.alerts]
+    if result.quarantine_id is not None:
+        out.append((result.quarantine_id, f"quarantine/alerts/{result.source}"))
+    return out
+
+
+@openlineage.emits(
+    lambda a: f"ingest/alerts/{a['source'] or Path(a['path']).stem}",
+    inputs=lambda a: [openlineage.file_dataset(a["path"])],
+    outputs=_outputs,
+)
 def ingest_alerts(lake: Lake, path: str | Path, *, source: str | None = None, as_of: str | None = None) -> AlertIngest:
     """Ingest an alert feed (CSV, Parquet or JSON lines)."""
     import pyarrow as pa

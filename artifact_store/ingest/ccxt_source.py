@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from .. import manifest as mf
+from .. import openlineage
 from ..errors import InvalidInput
 from ..lake import Lake, parse_iso
 
@@ -206,6 +207,15 @@ def _gaps(ts_ms: Any, start: int, end: int, step: int) -> list[tuple[int, int]]:
     return [(int(edges[i] + step), int(edges[i + 1] - step)) for i in jumps]
 
 
+def _outputs(report: Backfill) -> list[openlineage.Ref]:
+    return [(p["id"], p["name"]) for info in report.symbols.values() for p in info["partitions"]]
+
+
+@openlineage.emits(
+    lambda a: f"ingest/ccxt/{a['exchange']}",
+    inputs=lambda a: [openlineage.External(f"ccxt://{a['exchange']}", f"{s}/{a['timeframe']}") for s in a["symbols"]],
+    outputs=_outputs,
+)
 def backfill(
     lake: Lake,
     exchange: str,

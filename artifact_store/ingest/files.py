@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import openlineage
 from ..errors import InvalidInput
 from ..lake import Lake
 
@@ -106,6 +107,15 @@ def apply_mapping(table: pa.Table, mapping: dict[str, str], where: str) -> pa.Ta
     return table.rename_columns([mapping.get(c, c) for c in table.column_names])
 
 
+def _outputs(result: FileImport) -> list[openlineage.Ref]:
+    return [(result.raw_id, f"raw/{Path(result.source).name}"), (result.id, result.name)]
+
+
+@openlineage.emits(
+    lambda a: f"ingest/file/{Path(a['path']).name}",
+    inputs=lambda a: [openlineage.file_dataset(a["path"])],
+    outputs=_outputs,
+)
 def import_file(
     lake: Lake,
     path: str | Path,
