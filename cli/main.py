@@ -21,8 +21,65 @@ F = TypeVar("F", bound=Callable[..., Any])
 INTERNAL_ERROR = 70
 
 
+EXIT_CODES = """\b
+Exit codes: 0 ok; 1 a check failed (verify, reproduce); 2 bad input or usage
+(one 'error:' line, the lake unchanged); 70 internal error (traceback with --debug).
+The lake is --lake PATH (before or after the command), else $LAKE_HOME, else ./lake."""
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+class _CommandLakeOption(click.Option):
+    """``--lake`` after a command: only a value typed there counts ($LAKE_HOME is the root group's to read)."""
+
+    def consume_value(self, ctx: click.Context, opts: Any) -> tuple[Any, Any]:
+        from click.core import ParameterSource
+
+        value, source = super().consume_value(ctx, opts)
+        if source != ParameterSource.COMMANDLINE:
+            return None, ParameterSource.DEFAULT
+        return value, source
+
+
+def _lake_after_command(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:  # typed after the command: it beats the one before it
+        ctx.ensure_object(dict)["lake"] = value
+
+
+def lake_option(*, root: bool) -> click.Option:
+    """``--lake``, accepted by the root group and by every command."""
+    return (click.Option if root else _CommandLakeOption)(
+        ["--lake", "lake_path"],
+        type=click.Path(file_okay=False),
+        default=None,
+        envvar="LAKE_HOME",
+        show_envvar=True,
+        expose_value=root,
+        callback=None if root else _lake_after_command,
+        help="Lake folder (default: $LAKE_HOME, else ./lake).",
+    )
+
+
+# One instance for every command: an option holds no per-command state, and building 30 of them cost 3 ms of
+# every start-up (measured; bench/bench_startup.py).
+_COMMAND_LAKE = lake_option(root=False)
+
+
+class LakeCommand(click.Command):
+    """A command that also takes ``--lake`` after its name, and completes references, types and specs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", CONTEXT)
+        super().__init__(*args, **kwargs)
+        if not any("--lake" in p.opts for p in self.params if isinstance(p, click.Option)):
+            self.params.append(_COMMAND_LAKE)
+
+
 class LakeGroup(click.Group):
-    """A group that turns lake errors into one line and an exit code."""
+    """A group that turns lake errors into one line and an exit code; its commands take ``--lake`` too."""
+
+    command_class = LakeCommand
+    group_class = type  # sub-groups are LakeGroups as well
 
     def invoke(self, ctx: click.Context) -> Any:
         from artifact_lake.schemas.errors import LakeError
@@ -78,11 +135,9 @@ def root_group(name: str, help_text: str) -> click.Group:
 
     callback = click.version_option(package_name="artifact-lake")(callback)
     callback = click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")(callback)
-    callback = click.option(
-        "--lake", "lake_path", type=click.Path(file_okay=False), default=None,
-        help="Lake folder (default: $LAKE_HOME, else ./lake).",
-    )(callback)  # fmt: skip
-    return click.group(name=name, cls=LakeGroup, help=help_text)(callback)
+    group = click.group(name=name, cls=LakeGroup, help=help_text, epilog=EXIT_CODES, context_settings=CONTEXT)(callback)
+    group.params.insert(0, lake_option(root=True))
+    return group
 
 
 lake = root_group("lake", "Immutable, content-addressed Parquet artifacts with names, lineage and verification.")
@@ -156,23 +211,47 @@ def show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
 @lake.command("cat")
 @click.argument("ref")
 @click.option("--limit", default=10, show_default=True, type=click.IntRange(min=0), help="Rows to show.")
+@click.option("--columns", default=None, help="Only these columns, comma-separated, in this order: ts,close.")
 @json_option
 @click.pass_context
-def cat_cmd(ctx: click.Context, ref: str, limit: int, as_json: bool) -> None:
-    """The first rows of an artifact as a table."""
+def cat_cmd(ctx: click.Context, ref: str, limit: int, columns: str | None, as_json: bool) -> None:
+    """The first rows of an artifact as a table (one block per row when wider than the terminal)."""
     from artifact_lake.cli._render import arrow_table, emit_json
 
     tbl = open_lake(ctx).head(ref, limit)
+    if columns is not None:
+        tbl = _select_columns(tbl, columns)
     if as_json:
         emit_json(tbl.to_pylist())
     else:
         arrow_table(tbl)
 
 
+def _select_columns(tbl: Any, columns: str) -> Any:
+    """``--columns a,b``: those columns in that order; an unknown one is bad input naming the available ones."""
+    import difflib
+
+    from artifact_lake.artifact_store.errors import InvalidInput
+
+    wanted = [c.strip() for c in columns.split(",") if c.strip()]
+    if not wanted:
+        raise InvalidInput("--columns needs at least one column name, e.g. --columns ts,close")
+    available = list(tbl.column_names)
+    for col in wanted:
+        if col not in available:
+            hint = difflib.get_close_matches(col, available, n=1)
+            did = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise InvalidInput(f"unknown column {col!r}{did}; available: {', '.join(available)}")
+    return tbl.select(wanted)
+
+
 @lake.command("get")
 @click.argument("ref")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="File to write.")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "csv", "safetensors"]), default="parquet", show_default=True,
+    help="parquet: the stored bytes; csv; safetensors: a tensors artifact (policy weights) for torch and others.",
+)  # fmt: skip
 @json_option
 @click.pass_context
 def get_cmd(ctx: click.Context, ref: str, out: str, fmt: str, as_json: bool) -> None:
@@ -429,7 +508,9 @@ def query_cmd(
             with open(out, "w", encoding="utf-8") as f:
                 import json
 
-                json.dump(result.to_pylist(), f, default=str)
+                from artifact_lake.cli._render import strict
+
+                json.dump(strict(result.to_pylist()), f, default=str, allow_nan=False)
         else:
             pq.write_table(result, out)
         click.echo(out)
@@ -729,15 +810,19 @@ def exp_show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def exp_compare_cmd(ctx: click.Context, refs: tuple[str, ...], as_json: bool) -> None:
-    """Metrics of several experiments side by side (their latest succeeded runs)."""
-    from artifact_lake.cli._render import arrow_table, emit_json
+    """Metrics of several experiments side by side (their latest succeeded runs), with every parameter.
+
+    Each experiment's fixed parameters are listed above the table, the swept ones in it. --json gives one
+    object per row with all parameters (params), the swept names (swept) and the raw metrics (NaN: null).
+    """
+    from artifact_lake.cli._render import compare_table, emit_json
     from artifact_lake.experiments.report import compare
 
-    table = compare(open_lake(ctx), list(refs))
+    rows = compare(open_lake(ctx), list(refs))
     if as_json:
-        emit_json(table.to_pylist())
+        emit_json(rows)
     else:
-        arrow_table(table)
+        compare_table(rows)
 
 
 @experiments.command("reproduce")
@@ -778,20 +863,71 @@ def lake_reproduce_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
 @click.argument("ref")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
 @click.option(
-    "--max-lines", default=12, show_default=True, type=click.IntRange(min=1), help="At most this many curves."
+    "--max-lines",
+    default=12,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="At most this many curves: the best by total return on each symbol; the others are listed.",
 )
 @json_option
 @click.pass_context
 def exp_plot_cmd(ctx: click.Context, ref: str, out: str, max_lines: int, as_json: bool) -> None:
-    """Equity curves and drawdowns of an experiment's latest run, one line per combination and symbol."""
+    """A PNG of an experiment's latest run; prints which curves it drew and which it left out.
+
+    Backtests: one panel per symbol (equity above, drawdown below), one colour per combination, each
+    curve's total return and Sharpe in the legend. Train: the training curve, the train/validation split
+    and the validation equity of the policy, buy-and-hold and flat.
+    """
     from artifact_lake.cli._render import emit_json
     from artifact_lake.experiments.report import plot
 
-    path, lines = plot(open_lake(ctx), ref, out, max_lines=max_lines)
+    report = plot(open_lake(ctx), ref, out, max_lines=max_lines)
     if as_json:
-        emit_json({"out": str(path), "lines": lines})
-    else:
-        click.echo(str(path))
+        emit_json(report.to_dict())
+        return
+    click.echo(str(report.out))
+    click.echo(f"drew {report.selection}", err=True)
+    if report.left_out:
+        click.echo(f"left out {len(report.left_out)} (raise --max-lines to draw them):", err=True)
+        for c in report.left_out:
+            click.echo(f"  {c.label}", err=True)
+
+
+# parameter name -> completer in cli/_complete.py; experiments' REF is an experiment (or an artifact)
+_LAKE_COMPLETERS = {
+    "ref": "artifact_refs", "refs": "artifact_refs", "ohlcv": "artifact_refs", "alerts": "artifact_refs",
+    "inputs": "role_refs", "type_": "types", "spec": "specs", "key": "projection_keys",
+}  # fmt: skip
+_EXPERIMENT_COMPLETERS = {**_LAKE_COMPLETERS, "ref": "experiment_refs", "refs": "experiment_refs"}
+
+
+def _completer(name: str) -> Callable[[click.Context, click.Parameter, str], list[Any]]:
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from ._complete import complete_items  # only on <TAB>: sqlite3 stays out of every other start-up
+
+        return complete_items(name, ctx, incomplete)
+
+    return complete
+
+
+def _attach_completion() -> None:
+    """References, types, specs and keys complete in bash, zsh and fish (README: shell completion)."""
+
+    def walk(group: click.Group, table: dict[str, str]) -> None:
+        for command in group.commands.values():
+            if isinstance(command, click.Group):
+                walk(command, table)
+                continue
+            for param in command.params:
+                name = table.get(param.name or "")
+                if name is not None and param._custom_shell_complete is None:
+                    param._custom_shell_complete = _completer(name)
+
+    walk(experiments, _EXPERIMENT_COMPLETERS)
+    walk(lake, _LAKE_COMPLETERS)
+
+
+_attach_completion()
 
 
 def lake_main() -> None:
