@@ -13,6 +13,14 @@
 So the id ignores Parquet compression, row groups, chunking, slicing, the writer and the string or
 dictionary encoding (tables are conformed before hashing), and changes with any value, column name, type or
 row order. ``file_hash`` is the blake3 of a file's bytes and says nothing about content.
+
+Invariant: the id of a conformed table equals the id of its stored object as read back (``verify``). The
+Parquet round trip renames nested fields (a list's ``item`` comes back as ``element``, a map's ``entries``
+as ``key_value``) and may mark nested fields not null, so the header spells every type with the names
+Arrow uses by default (``item``, ``entries``/``key``/``value``) and without nested nullability
+(:func:`type_text`); every other difference (``timestamp[s]``, ``date64``, dictionaries) is removed by
+conforming before the table is written (``schemas._types.canonical_type``). A map is hashed as the list of
+its ``struct<key, value>`` entries, a fixed-size list as a list, a null-typed column by its nulls alone.
 """
 
 from __future__ import annotations
@@ -51,22 +59,26 @@ def file_hash(path: str | os.PathLike[str]) -> str:
 class _ColumnHasher:
     """Byte streams of one column; ``feed`` takes the column chunk by chunk."""
 
-    def __init__(self, type_: pa.DataType) -> None:
+    def __init__(self, type_: pa.DataType, name: str = "") -> None:
         import pyarrow.types as pt
 
         self.type = type_
+        self.name = name
         self.rows = 0
         self.nulls = _hasher()
         self.values = _hasher()
         self.lengths = _hasher()
         self.children: list[_ColumnHasher] = []
-        if pt.is_list(type_):
-            self.children = [_ColumnHasher(type_.value_type)]
+        if pt.is_list(type_) or pt.is_fixed_size_list(type_):
+            self.children = [_ColumnHasher(type_.value_type, name)]
+        elif pt.is_map(type_):
+            self.children = [_ColumnHasher(_entries(type_), name)]
         elif pt.is_struct(type_):
-            self.children = [_ColumnHasher(f.type) for f in type_]
+            self.children = [_ColumnHasher(f.type, name) for f in type_]
 
     def feed(self, arr: pa.Array) -> None:
         import numpy as np
+        import pyarrow as pa
         import pyarrow.compute as pc
         import pyarrow.types as pt
 
@@ -77,7 +89,9 @@ class _ColumnHasher:
         if arr.null_count:
             isnull = arr.is_null().to_numpy(zero_copy_only=False)
             self.nulls.update((np.flatnonzero(isnull) + self.rows).astype("<i8").tobytes())
-        if pt.is_boolean(t):
+        if pt.is_null(t):
+            pass  # every slot is null: the nulls stream says it all
+        elif pt.is_boolean(t):
             vals = pc.fill_null(arr, False) if arr.null_count else arr
             self.values.update(vals.to_numpy(zero_copy_only=False).astype(np.uint8).tobytes())
         elif pt.is_string(t) or pt.is_binary(t):
@@ -88,15 +102,18 @@ class _ColumnHasher:
             data = arr.buffers()[2]
             if data is not None and n:
                 self.values.update(memoryview(data)[offsets[0] : offsets[-1]])
-        elif pt.is_list(t):
+        elif pt.is_list(t) or pt.is_fixed_size_list(t) or pt.is_map(t):
+            if pt.is_map(t):
+                arr = arr.view(pa.list_(self.children[0].type))  # same layout as the map
+            # null slots count as empty; flatten() skips whatever a writer left behind them
             lengths = pc.fill_null(pc.list_value_length(arr), 0)
             self.lengths.update(lengths.to_numpy(zero_copy_only=False).astype("<i8").tobytes())
             self.children[0].feed(arr.flatten())
         elif pt.is_struct(t):
             for child, values in zip(self.children, arr.flatten(), strict=True):
                 child.feed(values)
-        elif t.bit_width and t.bit_width % 8 == 0:
-            width = t.bit_width // 8
+        elif _byte_width(t):
+            width = _byte_width(t)
             buf = memoryview(arr.buffers()[1])[arr.offset * width : (arr.offset + n) * width]
             if pt.is_floating(t):
                 floats = np.frombuffer(buf, dtype=f"<f{width}")
@@ -113,7 +130,8 @@ class _ColumnHasher:
                 buf = memoryview(slots.tobytes())
             self.values.update(buf)
         else:
-            raise InvalidInput(f"column type {t} is not supported in an artifact")
+            where = f"column {self.name!r} " if self.name else "column "
+            raise InvalidInput(f"{where}has type {t}, which is not supported in an artifact")
         self.rows += n
 
     def digest(self) -> str:
@@ -122,9 +140,51 @@ class _ColumnHasher:
         return blake3.blake3(":".join(parts).encode()).hexdigest()
 
 
-def column_digest(column: pa.ChunkedArray) -> str:
-    """Digest of one column's values, independent of chunking and slicing."""
-    h = _ColumnHasher(column.type)
+def _entries(t: pa.MapType) -> pa.DataType:
+    """A map's entries as the struct Arrow names by default: ``struct<key: K not null, value: V>``."""
+    import pyarrow as pa
+
+    return pa.struct([pa.field("key", t.key_type, nullable=False), pa.field("value", t.item_type)])
+
+
+def _byte_width(t: pa.DataType) -> int:
+    """Bytes per slot of a fixed-width type whose slots are whole bytes, else 0."""
+    try:
+        bits = int(t.bit_width)
+    except ValueError:  # not a fixed-width type
+        return 0
+    return bits // 8 if bits and bits % 8 == 0 else 0
+
+
+def _plain(t: pa.DataType) -> pa.DataType:
+    import pyarrow as pa
+    import pyarrow.types as pt
+
+    if pt.is_list(t):
+        return pa.list_(_plain(t.value_type))
+    if pt.is_large_list(t):
+        return pa.large_list(_plain(t.value_type))
+    if pt.is_fixed_size_list(t):
+        return pa.list_(_plain(t.value_type), t.list_size)
+    if pt.is_map(t):
+        return pa.map_(_plain(t.key_type), _plain(t.item_type), keys_sorted=t.keys_sorted)
+    if pt.is_struct(t):
+        return pa.struct([pa.field(f.name, _plain(f.type)) for f in t])
+    if pt.is_dictionary(t):
+        return pa.dictionary(t.index_type, _plain(t.value_type), t.ordered)
+    return t
+
+
+def type_text(t: pa.DataType) -> str:
+    """How the id's header spells a column type: ``str(t)`` with Arrow's default names for list items and map
+    entries and no nested nullability, so that a type reads back from Parquet with the same text. For the
+    types pyarrow builds by default (every conformed table) this is exactly ``str(t)``."""
+    return str(_plain(t))
+
+
+def column_digest(column: pa.ChunkedArray, name: str = "") -> str:
+    """Digest of one column's values, independent of chunking and slicing (``name`` only for messages)."""
+    h = _ColumnHasher(column.type, name)
     for chunk in column.chunks:
         h.feed(chunk)
     return h.digest()
@@ -132,7 +192,10 @@ def column_digest(column: pa.ChunkedArray) -> str:
 
 def content_id(table: pa.Table, type_name: str, schema_version: int) -> str:
     """The artifact id of a conformed table (see the module docstring)."""
-    columns = [[field.name, str(field.type), column_digest(table.column(i))] for i, field in enumerate(table.schema)]
+    columns = [
+        [field.name, type_text(field.type), column_digest(table.column(i), field.name)]
+        for i, field in enumerate(table.schema)
+    ]
     header = {
         "format": FORMAT,
         "type": type_name,

@@ -19,8 +19,11 @@ across lakes). A schema file looks like::
     column = "ts"
     by = ["symbol"]
 
-Invariant: a schema's ``fingerprint`` is the blake3 of its canonical definition, so two lakes with the
-same fingerprint for a type validate and cast data the same way.
+Invariant: a schema's ``fingerprint`` is the blake3 of its canonical definition and of
+:data:`CONFORM_VERSION`, so two lakes with the same fingerprint for a type validate and cast data the same
+way. A lake remembers which artifact a source file became per fingerprint, so a change to how data is
+conformed must bump :data:`CONFORM_VERSION`: files are then conformed again instead of being mapped to what
+the old rules made of them.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ CHECK_KEYS: dict[str, set[str]] = {
     "in_set": {"column", "values"},
     "non_empty": {"columns"},
 }
+CONFORM_VERSION = 2
+"""How ``schemas.conform`` normalises types; 2: ``timestamp[s]``, ``time32[s]``, ``date64`` become the types
+Parquet reads back (issue #12, item 5)."""
 _TOP_KEYS = {"name", "version", "description", "extra_columns", "columns", "checks"}
 _COLUMN_KEYS = {"name", "type", "nullable", "description"}
 
@@ -114,6 +120,13 @@ def _check_keys(path: Path, where: str, got: Mapping[str, Any], allowed: set[str
             raise _fail(path, f"unknown key {key!r} in {where}{extra}")
 
 
+def _flag(path: Path, where: str, value: object) -> bool:
+    """A TOML boolean; ``"false"`` (a string, and true in Python) is refused rather than read as true."""
+    if not isinstance(value, bool):
+        raise _fail(path, f"{where} must be true or false, not {value!r}")
+    return value
+
+
 def load_schema_file(path: Path) -> Schema:
     """Parse and check one schema file."""
     from ._types import parse_type
@@ -130,10 +143,20 @@ def load_schema_file(path: Path) -> Schema:
     if name != path.stem:
         raise _fail(path, f"'name' is {name!r} but the file is named {path.name!r}")
     version = raw.get("version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _fail(path, "'version' must be a positive integer")
+    extra_columns = _flag(path, "'extra_columns'", raw.get("extra_columns", False))
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise _fail(path, "'description' must be a string")
+    raw_columns = raw.get("columns", [])
+    if not isinstance(raw_columns, list) or not all(isinstance(c, dict) for c in raw_columns):
+        raise _fail(path, "'columns' must be a list of tables ([[columns]])")
+    raw_checks = raw.get("checks", [])
+    if not isinstance(raw_checks, list) or not all(isinstance(c, dict) for c in raw_checks):
+        raise _fail(path, "'checks' must be a list of tables ([[checks]])")
     columns = []
-    for i, col in enumerate(raw.get("columns", [])):
+    for i, col in enumerate(raw_columns):
         _check_keys(path, f"columns[{i}]", col, _COLUMN_KEYS)
         if not isinstance(col.get("name"), str) or not isinstance(col.get("type"), str):
             raise _fail(path, f"columns[{i}] needs a string 'name' and 'type'")
@@ -141,12 +164,16 @@ def load_schema_file(path: Path) -> Schema:
             parse_type(col["type"])
         except SchemaError as exc:
             raise _fail(path, f"columns[{i}] ({col['name']}): {exc}") from exc
-        columns.append(Column(col["name"], col["type"], bool(col.get("nullable", False)), col.get("description", "")))
+        nullable = _flag(path, f"columns[{i}] ({col['name']}): 'nullable'", col.get("nullable", False))
+        text = col.get("description", "")
+        if not isinstance(text, str):
+            raise _fail(path, f"columns[{i}] ({col['name']}): 'description' must be a string")
+        columns.append(Column(col["name"], col["type"], nullable, text))
     names = [c.name for c in columns]
     if len(set(names)) != len(names):
         raise _fail(path, "a column is declared twice")
     checks = []
-    for i, chk in enumerate(raw.get("checks", [])):
+    for i, chk in enumerate(raw_checks):
         kind = chk.get("kind")
         if kind not in CHECK_KEYS:
             hint = difflib.get_close_matches(str(kind), sorted(CHECK_KEYS), n=1)
@@ -157,9 +184,10 @@ def load_schema_file(path: Path) -> Schema:
         checks.append(Check(kind, params))
     canonical = json.dumps(
         {
+            "conform": CONFORM_VERSION,
             "name": name,
             "version": version,
-            "extra_columns": bool(raw.get("extra_columns", False)),
+            "extra_columns": extra_columns,
             "columns": [[c.name, c.type, c.nullable] for c in columns],
             "checks": [[c.kind, dict(sorted(c.params.items()))] for c in checks],
         },
@@ -173,8 +201,8 @@ def load_schema_file(path: Path) -> Schema:
         version=version,
         columns=tuple(columns),
         checks=tuple(checks),
-        extra_columns=bool(raw.get("extra_columns", False)),
-        description=str(raw.get("description", "")),
+        extra_columns=extra_columns,
+        description=description,
         fingerprint=blake3.blake3(canonical.encode()).hexdigest(),
         source=str(path),
     )

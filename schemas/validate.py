@@ -16,6 +16,12 @@ non_empty      columns                       a string is empty or only white spa
 
 Nulls are only ever bad in columns not declared ``nullable``; value checks skip them.
 Row numbers in messages are 0-based indices into the table as given.
+
+A schema file is refused when a check cannot apply to its columns' declared types: ``range`` and
+``finite`` need integer or float columns and ``range`` bounds are numbers; ``increasing`` and ``compare``
+also take timestamps and dates (``compare`` two columns of one type); ``non_empty`` needs strings; ``in_set`` values are of one kind
+(strings, integers, floats or booleans) that fits the column, and ``unique`` or ``by`` columns hold plain
+values (no lists, structs or maps).
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._types import canonical_type, parse_type
+from ._types import canonical_type, parse_type, storage_problem
 from .errors import SchemaError, ValidationError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import numpy as np
     import pyarrow as pa
 
@@ -39,36 +47,194 @@ _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge
 _NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}
 
 
-def check_definition(schema: Schema) -> None:
-    """Refuse checks that name undeclared columns or carry malformed keys."""
-    declared = {c.name for c in schema.columns}
+def _kind(value: object) -> str:
+    """The TOML kind of a value in a schema file, for messages and for matching a column type."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    return type(value).__name__
 
-    def need(col: object, where: str) -> None:
-        if not isinstance(col, str) or col not in declared:
+
+def _fits(kind: str, t: pa.DataType) -> bool:
+    import pyarrow.types as pt
+
+    if kind == "string":
+        return bool(pt.is_string(t))
+    if kind == "boolean":
+        return bool(pt.is_boolean(t))
+    if kind == "integer":
+        return bool(pt.is_integer(t) or pt.is_floating(t) or pt.is_decimal(t))
+    if kind == "float":
+        return bool(pt.is_floating(t) or pt.is_decimal(t))
+    return False
+
+
+def check_definition(schema: Schema) -> None:
+    """Refuse checks that name undeclared columns, carry malformed keys, or cannot apply to their columns'
+    types (a string bound, a range over strings, ``in_set`` values of mixed kinds)."""
+    import pyarrow as pa
+    import pyarrow.types as pt
+
+    types = {c.name: parse_type(c.type) for c in schema.columns}
+    spelled = {c.name: c.type for c in schema.columns}  # as the schema file writes it, for messages
+
+    def need(col: object, where: str, *, what: str = "", ok: Any = None) -> pa.DataType:
+        if not isinstance(col, str) or col not in types:
             raise SchemaError(f"{where} names {col!r}, which is not a declared column")
+        t = types[col]
+        if ok is not None and not ok(t):
+            raise SchemaError(f"{where}: column {col!r} is {spelled[col]}, but the check needs {what}")
+        return t
+
+    def names(p: Mapping[str, Any], key: str, where: str) -> list[Any]:
+        cols = p.get(key)
+        if not isinstance(cols, list) or not cols:
+            raise SchemaError(f"{where}: {key!r} must be a non-empty list of column names")
+        return cols
+
+    def numeric(t: pa.DataType) -> bool:
+        return bool(pt.is_integer(t) or pt.is_floating(t))
+
+    def ordered(t: pa.DataType) -> bool:
+        return numeric(t) or bool(pt.is_timestamp(t) or pt.is_date(t))
+
+    def flat(t: pa.DataType) -> bool:
+        return not (pt.is_nested(t) or pt.is_null(t))
 
     for chk in schema.checks:
         p = chk.params
         where = f"check {chk.kind}"
         if chk.kind == "increasing":
-            need(p.get("column"), where)
-            for b in p.get("by", []):
-                need(b, where)
+            need(p.get("column"), where, what="numbers or times", ok=ordered)
+            by = p.get("by", [])
+            if not isinstance(by, list):
+                raise SchemaError(f"{where}: 'by' must be a list of column names")
+            for b in by:
+                need(b, where, what="plain values (no lists, structs or maps)", ok=flat)
         elif chk.kind == "compare":
-            need(p.get("left"), where)
-            need(p.get("right"), where)
+            left = need(p.get("left"), where, what="numbers or times", ok=ordered)
+            right = need(p.get("right"), where, what="numbers or times", ok=ordered)
+            if not (numeric(left) and numeric(right)) and left != right:
+                raise SchemaError(
+                    f"{where}: cannot compare {p['left']!r} ({spelled[p['left']]}) with {p['right']!r}"
+                    f" ({spelled[p['right']]})"
+                )
             if p.get("op") not in _OPS:
                 raise SchemaError(f"{where}: op must be one of {', '.join(_OPS)}")
         elif chk.kind == "in_set":
-            need(p.get("column"), where)
-            if not isinstance(p.get("values"), list) or not p["values"]:
+            t = need(p.get("column"), where, what="strings, numbers or booleans", ok=flat)
+            values = p.get("values")
+            if not isinstance(values, list) or not values:
                 raise SchemaError(f"{where}: 'values' must be a non-empty list")
+            kinds = {_kind(v) for v in values}
+            if kinds == {"integer", "float"}:
+                kinds = {"float"}
+            if len(kinds) > 1:
+                raise SchemaError(f"{where}: 'values' mixes {' and '.join(sorted(kinds))}; give one kind of value")
+            kind = kinds.pop()
+            if not _fits(kind, t):
+                raise SchemaError(
+                    f"{where}: column {p['column']!r} is {spelled[p['column']]}, but 'values' are {kind}s"
+                )
+            try:
+                pa.array(values, type=t)
+            except (pa.ArrowException, ValueError, OverflowError) as exc:
+                raise SchemaError(
+                    f"{where}: 'values' do not fit column {p['column']!r} ({spelled[p['column']]}): {_first_line(exc)}"
+                ) from exc
+        elif chk.kind == "range":
+            for c in names(p, "columns", where):
+                need(c, where, what="numbers", ok=numeric)
+            bounds = [k for k in ("gt", "ge", "lt", "le") if k in p]
+            if not bounds:
+                raise SchemaError(f"{where}: give at least one bound (gt, ge, lt or le)")
+            for k in bounds:
+                if _kind(p[k]) not in ("integer", "float") or (isinstance(p[k], float) and math.isnan(p[k])):
+                    raise SchemaError(f"{where}: bound {k!r} must be a number, not {p[k]!r} ({_kind(p[k])})")
+        elif chk.kind == "finite":
+            for c in names(p, "columns", where):
+                need(c, where, what="numbers", ok=numeric)
+        elif chk.kind == "non_empty":
+            for c in names(p, "columns", where):
+                need(c, where, what="strings", ok=pt.is_string)
         else:
-            cols = p.get("columns")
-            if not isinstance(cols, list) or not cols:
-                raise SchemaError(f"{where}: 'columns' must be a non-empty list")
-            for c in cols:
-                need(c, where)
+            for c in names(p, "columns", where):
+                need(c, where, what="plain values (no lists, structs or maps)", ok=flat)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _convert(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    """``arr`` as the nested type ``target``, rebuilt level by level with safe casts of the leaves.
+
+    pyarrow's own cast of nested arrays builds invalid arrays when a null-typed field sits under a list
+    (pyarrow 26: ``list<struct<f: null>>``, even cast to its own type), so lists, maps and structs are taken
+    apart and put back together here; offsets are recomputed from the lengths, so slices need no care.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.types as pt
+
+    t = arr.type
+    if pt.is_dictionary(t):
+        return _convert(arr.dictionary_decode(), target)
+    if not pt.is_nested(target):
+        return arr.cast(target)
+    mask = arr.is_null() if arr.null_count else None
+    if pt.is_struct(target):
+        children = [_convert(arr.field(i), f.type) for i, f in enumerate(target)]
+        return pa.StructArray.from_arrays(children, fields=list(target), mask=mask)
+    if pt.is_map(t):  # a map is a list of key/value structs
+        entries = pa.struct([pa.field("key", t.key_type, nullable=False), pa.field("value", t.item_type)])
+        arr = arr.view(pa.list_(entries))
+    if pt.is_fixed_size_list(target):
+        size = target.list_size
+        values = arr.values.slice(arr.offset * size, len(arr) * size)
+        return pa.FixedSizeListArray.from_arrays(_convert(values, target.value_type), type=target, mask=mask)
+    lengths = pc.fill_null(pc.list_value_length(arr), 0).to_numpy(zero_copy_only=False)
+    ends = np.cumsum(lengths, dtype=np.int64)
+    if len(ends) and ends[-1] > np.iinfo(np.int32).max:
+        raise pa.ArrowInvalid(f"more than 2^31 list items do not fit in {target}")
+    offsets = pa.array(np.concatenate([[0], ends]).astype(np.int32))
+    values = arr.flatten()  # the items of the non-null lists, in order
+    if pt.is_map(target):
+        keys = _convert(values.field(0), target.key_type)
+        items = _convert(values.field(1), target.item_type)
+        return pa.MapArray.from_arrays(offsets, keys, items, mask=mask, type=target)
+    return pa.ListArray.from_arrays(offsets, _convert(values, target.value_type), mask=mask, type=target)
+
+
+def _canonical(arr: pa.ChunkedArray, name: str, source: str) -> pa.ChunkedArray:
+    """``arr`` in its canonical type (see ``schemas._types``), or :class:`ValidationError` naming the column
+    and its type when no artifact can hold it or a value would not survive the conversion."""
+    import pyarrow as pa
+    import pyarrow.types as pt
+
+    problem = storage_problem(arr.type)
+    if problem is not None:
+        raise ValidationError(f"{source}: column {name!r} is {arr.type}: {problem}", column=name)
+    canonical = canonical_type(arr.type)
+    if canonical == arr.type:
+        return arr
+    try:
+        if not pt.is_nested(canonical):
+            return arr.cast(canonical)
+        return pa.chunked_array([_convert(chunk, canonical) for chunk in arr.chunks], type=canonical)
+    except pa.ArrowException as exc:
+        raise ValidationError(
+            f"{source}: column {name!r} is {arr.type}, which the lake stores as {canonical}, and a value does not"
+            f" convert exactly ({_first_line(exc)})",
+            column=name,
+        ) from exc
 
 
 def _cast_column(arr: pa.ChunkedArray, target: pa.DataType, name: str, source: str) -> pa.ChunkedArray:
@@ -76,9 +242,7 @@ def _cast_column(arr: pa.ChunkedArray, target: pa.DataType, name: str, source: s
     import pyarrow.compute as pc
     import pyarrow.types as pt
 
-    canonical = canonical_type(arr.type)
-    if canonical != arr.type:
-        arr = arr.cast(canonical)
+    arr = _canonical(arr, name, source)
     if arr.type == target:
         return arr
     src = arr.type
@@ -141,10 +305,9 @@ def conform(table: pa.Table, schema: Schema, source: str = "input") -> pa.Table:
         arrays.append(arr)
         fields.append(pa.field(c.name, arr.type, nullable=c.nullable))
     for n in extras:
-        arr = table.column(n)
-        canonical = canonical_type(arr.type)
-        arrays.append(arr if canonical == arr.type else arr.cast(canonical))
-        fields.append(pa.field(n, canonical))
+        arr = _canonical(table.column(n), n, source)
+        arrays.append(arr)
+        fields.append(pa.field(n, arr.type))
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
@@ -198,7 +361,8 @@ def _codes(table: pa.Table, columns: list[str]) -> np.ndarray:
 
     codes = np.zeros(table.num_rows, dtype=np.int64)
     for c in columns:
-        enc = pc.dictionary_encode(table.column(c)).combine_chunks()
+        # nulls get a code of their own (a masked index would turn into NaN in numpy)
+        enc = pc.dictionary_encode(table.column(c), null_encoding="encode").combine_chunks()
         idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         codes = codes * (len(enc.dictionary) + 1) + idx
     return codes
@@ -273,7 +437,8 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
             add("compare", left, keep(bad, left, right), f"{left} {op} {right}", other=right)
         elif chk.kind == "in_set":
             c = p["column"]
-            inside = pc.is_in(table.column(c), value_set=pa.array(p["values"])).to_numpy(zero_copy_only=False)
+            value_set = pa.array(p["values"], type=table.column(c).type)
+            inside = pc.is_in(table.column(c), value_set=value_set).to_numpy(zero_copy_only=False)
             shown = ", ".join(map(str, p["values"]))
             add("in_set", c, keep(~inside.astype(bool), c), f"one of {{{shown}}}")
         elif chk.kind == "non_empty":
