@@ -3,7 +3,13 @@
 Publishing is crash-safe (DESIGN.md): validate, stage and fsync in ``tmp/``, then inside one
 ``BEGIN IMMEDIATE`` transaction rename into ``objects/`` and insert the rows. A crash between rename and
 commit leaves an orphan object without a row; ``verify`` reports it and ``gc`` removes it. A manifest row
-never points at a missing or different file. A refused publish leaves the lake as it was.
+never points at a missing or different file. A refused publish leaves the lake as it was; so does a full
+disk (one :class:`DiskFull` line; an object renamed in is removed again under the lock).
+
+Every read that serves an object's content (:meth:`Lake.read`, :meth:`Lake.head`, :meth:`Lake.export`)
+hashes the bytes it serves and refuses a changed object with :class:`DamagedObject`; publishing the
+original content again restores a missing or changed object. Names follow :mod:`.names`; lineage stays
+acyclic; meta is add-only.
 
 Importing this module loads only the standard library and blake3; pyarrow loads on first use.
 """
@@ -14,6 +20,7 @@ import difflib
 import json
 import os
 import re
+import secrets
 import signal
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -25,9 +32,23 @@ from typing import TYPE_CHECKING, Any, Self
 from artifact_lake.schemas import Registry
 
 from . import manifest as mf
-from .errors import AmbiguousRef, CorruptArtifact, InvalidInput, NotFound
+from ._inputs import regular_file
+from .errors import AmbiguousRef, DamagedObject, InvalidInput, NotFound, ReadOnlyLake
 from .hashing import file_hash
-from .objects import install, object_path, stage, write_canonical
+from .names import HEX, MIN_PREFIX
+from .names import check_name as check_name  # re-exported: batch.py and older callers import it from here
+from .objects import (
+    BadObject,
+    copy_checked,
+    disk_full,
+    install,
+    is_disk_full,
+    map_object,
+    object_path,
+    open_object,
+    stage,
+    write_canonical,
+)
 from .records import Artifact, Lineage, LineageNode, PublishResult
 
 if TYPE_CHECKING:
@@ -35,13 +56,11 @@ if TYPE_CHECKING:
 
     from artifact_lake.schemas import Schema
 
+    from .objects import Staged
     from .records import GcReport, VerifyReport
 
 DEFAULT_LAKE = "lake"
-_HEX = re.compile(r"^[0-9a-f]+$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:=+-]*$")
-_REF = re.compile(r"^(?P<name>.+?)@(?:latest|v(?P<version>[0-9]+))$")
-MIN_PREFIX = 6
+_REF = re.compile(r"(?P<name>.+?)@(?:latest|v(?P<version>[0-9]+))")
 
 
 def default_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -51,15 +70,49 @@ def default_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get("LAKE_HOME") or DEFAULT_LAKE)
 
 
+def write_checked(root: Path, table: pa.Table, schema: Schema, label: str) -> Staged:
+    """Stage ``table`` in ``tmp/`` as canonical Parquet (locked there until installed or discarded) while its
+    rows are checked against ``schema``; a bad row or a full disk discards it and raises one line."""
+
+    from artifact_lake.schemas import find_violations, first_error
+
+    staged = stage(root)
+    try:
+        try:
+            # The Parquet write dominates; run the checks beside it (both release the GIL).
+            with ThreadPoolExecutor(1) as pool:
+                writing = pool.submit(write_canonical, table, staged, schema.name, schema.version)
+                try:
+                    violations = find_violations(table, schema)
+                finally:
+                    writing.result()
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(exc, f"staging the object of {label} in {root / 'tmp'}") from exc
+            raise
+        if violations:
+            raise first_error(table, violations, schema, label)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged
+
+
+def _read_only_fs(root: Path) -> bool:
+    """Whether the lake's folder is on a read-only file system (a read-only mount: even root cannot write)."""
+    try:
+        return bool(os.statvfs(root).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _crashpoint(where: str) -> None:
-    """Fault injection for crash tests: ``ARTIFACT_LAKE_CRASH_AT=<where>`` SIGKILLs the process here."""
+    """Fault injection for crash tests: ``ARTIFACT_LAKE_CRASH_AT=<where>`` SIGKILLs the process here;
+    ``ARTIFACT_LAKE_STALL_AT=<where>`` stops it (SIGSTOP) until a SIGCONT, like a suspended process."""
     if os.environ.get("ARTIFACT_LAKE_CRASH_AT") == where:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def check_name(name: str) -> None:
-    if not _NAME.match(name) or ".." in name or name.endswith("/"):
-        raise InvalidInput(f"invalid name {name!r}: use letters, digits and . _ / : = + - (no spaces, no '@', no '..')")
+    if os.environ.get("ARTIFACT_LAKE_STALL_AT") == where:
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def _check_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,6 +186,10 @@ class Lake:
         self.root = root
         self.db = db
         self._registry: Registry | None = None
+        self.read_only = False
+        """The lake lies on a read-only file system: reading works, anything that writes is refused."""
+        # id -> (dev, inode, size, mtime, ctime, file hash) of objects whose bytes this Lake has checked
+        self._intact: dict[str, tuple[int, int, int, int, int, str]] = {}
 
     # -- opening -------------------------------------------------------------------------------------
     @classmethod
@@ -152,11 +209,16 @@ class Lake:
                 raise NotFound(f"no lake at {root} (create one with: lake init --lake {root})")
             for sub in ("objects", "projections", "quarantine", "tmp", "schemas"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
-        try:
-            db = mf.connect(manifest_path)
-        except sqlite3.DatabaseError as exc:
-            raise CorruptArtifact(f"{manifest_path}: cannot open the manifest ({exc})") from exc
-        return cls(root, db)
+        # a damaged manifest raises ManifestDamaged here or at its first bad page: one line, never a bug
+        read_only = _read_only_fs(root)
+        lake = cls(root, mf.connect(manifest_path, readonly=read_only))
+        lake.read_only = read_only
+        return lake
+
+    def require_writable(self, action: str) -> None:
+        """Refuse ``action`` in one line, before any work, when the lake is on a read-only file system."""
+        if self.read_only:
+            raise ReadOnlyLake(f"the lake at {self.root} is on a read-only file system: {action} needs to write to it")
 
     def close(self) -> None:
         self.db.close()
@@ -192,6 +254,7 @@ class Lake:
         (tagged with ``run`` when given). Publishing content the lake already holds stores nothing and
         returns ``deduplicated=True``; under a name whose latest version points elsewhere it adds a version.
         """
+        self.require_writable("publish")
         schema = self.registry.get(type)
         meta = _check_meta(meta or {})
         if name is not None:
@@ -199,17 +262,15 @@ class Lake:
         parents = [self._pk(self.resolve(ref)) for ref in inputs]
         source_hash: str | None = None
         if isinstance(data, (str, os.PathLike)):
-            path = Path(data)
-            if not path.is_file():
-                raise InvalidInput(f"{path}: no such file")
+            path = regular_file(data)
             source_hash = file_hash(path)
             known = self.db.execute(
                 "SELECT a.pk, a.id FROM sources s JOIN artifacts a ON a.pk = s.artifact"
                 " WHERE s.file_hash = ? AND s.type = ? AND s.schema = ?",
                 (source_hash, schema.name, schema.fingerprint),
             ).fetchone()
-            if known is not None and object_path(self.root, known["id"]).exists():
-                return self._record(known["pk"], name, parents, run, deduplicated=True)
+            if known is not None and self.has_intact_object(known["id"]):
+                return self._record(known["pk"], name, parents, run, deduplicated=True, meta=meta)
             if path.suffix == ".safetensors":
                 table, file_meta = self._read_safetensors(path, schema.name)
                 meta = _check_meta({**file_meta, **meta})
@@ -240,68 +301,93 @@ class Lake:
         run: str | None,
         source_hash: str | None,
     ) -> PublishResult:
-        from artifact_lake.schemas import conform, find_violations, first_error
+        from artifact_lake.schemas import conform
 
         from .hashing import content_id
 
         table = conform(table, schema, label)
         artifact_id = content_id(table, schema.name, schema.version)
         row = self.db.execute("SELECT pk FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
-        if row is not None and object_path(self.root, artifact_id).exists():
-            # Known content: it was valid when first stored, so only lineage and names change.
+        if row is not None and self.has_intact_object(artifact_id):
+            # Known content: it was valid when first stored, so only lineage, names and new meta keys change.
             with mf.immediate(self.db):
                 self._add_source(source_hash, schema, row["pk"])
-            return self._record(row["pk"], name, parents, run, deduplicated=True)
+                return self._record(row["pk"], name, parents, run, deduplicated=True, in_tx=True, meta=meta)
 
-        staged = stage(self.root)
+        staged = write_checked(self.root, table, schema, label)
+        installed: Path | None = None
         try:
-            # The Parquet write dominates; run the checks beside it (both release the GIL).
-            with ThreadPoolExecutor(1) as pool:
-                writing = pool.submit(write_canonical, table, staged, schema.name, schema.version)
-                try:
-                    violations = find_violations(table, schema)
-                finally:
-                    writing.result()
-            if violations:
-                raise first_error(table, violations, schema, label)
             _crashpoint("after-stage")
             fhash = file_hash(staged.path)
             size = staged.path.stat().st_size
             target = object_path(self.root, artifact_id)
             with mf.immediate(self.db):
-                row = self.db.execute("SELECT pk FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
-                if row is not None and target.exists():
-                    staged.discard()
-                    pk, deduplicated = int(row["pk"]), True
-                elif row is not None:
-                    # The row survived but its object was lost: restore it from these bytes.
-                    install(staged, target)
-                    self.db.execute(
-                        "UPDATE artifacts SET file_hash = ?, bytes = ? WHERE pk = ?", (fhash, size, row["pk"])
+                try:
+                    row = self.db.execute("SELECT pk FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+                    if row is not None and self.has_intact_object(artifact_id):
+                        staged.discard()
+                        pk, deduplicated = int(row["pk"]), True
+                    elif row is not None:
+                        # The row survived but its object was lost or changed: restore it from these bytes
+                        # (refusing a cycle first: a refused publish must not have touched the object).
+                        self._refuse_cycles(int(row["pk"]), parents)
+                        install(staged, target)
+                        self._intact.pop(artifact_id, None)
+                        self.db.execute(
+                            "UPDATE artifacts SET file_hash = ?, bytes = ? WHERE pk = ?", (fhash, size, row["pk"])
+                        )
+                        pk, deduplicated = int(row["pk"]), True
+                    else:
+                        installed = install(staged, target)
+                        _crashpoint("after-rename")
+                        pk = mf.insert_artifact(
+                            self.db,
+                            artifact_id=artifact_id,
+                            type_name=schema.name,
+                            schema_version=schema.version,
+                            file_hash=fhash,
+                            rows=table.num_rows,
+                            size=size,
+                            columns=[[f.name, str(f.type)] for f in table.schema],
+                            meta=meta,
+                        )
+                        deduplicated = False
+                    self._add_source(fhash, schema, pk)
+                    self._add_source(source_hash, schema, pk)
+                    result = self._record(
+                        pk,
+                        name,
+                        parents,
+                        run,
+                        deduplicated=deduplicated,
+                        in_tx=True,
+                        meta=meta if deduplicated else None,
                     )
-                    pk, deduplicated = int(row["pk"]), True
-                else:
-                    install(staged, target)
-                    _crashpoint("after-rename")
-                    pk = mf.insert_artifact(
-                        self.db,
-                        artifact_id=artifact_id,
-                        type_name=schema.name,
-                        schema_version=schema.version,
-                        file_hash=fhash,
-                        rows=table.num_rows,
-                        size=size,
-                        columns=[[f.name, str(f.type)] for f in table.schema],
-                        meta=meta,
-                    )
-                    deduplicated = False
-                self._add_source(fhash, schema, pk)
-                self._add_source(source_hash, schema, pk)
-                result = self._record(pk, name, parents, run, deduplicated=deduplicated, in_tx=True)
-        except BaseException:
+                    _crashpoint("before-commit")
+                except BaseException:
+                    # Still under the write lock: nobody else can have recorded this id, so the object we
+                    # renamed in belongs to nothing once the transaction rolls back.
+                    if installed is not None:
+                        installed.unlink(missing_ok=True)
+                        installed = None
+                    raise
+        except BaseException as exc:
             staged.discard()
+            if installed is not None:
+                self._undo_install(artifact_id, installed)  # the COMMIT itself failed
+            if isinstance(exc, OSError) and is_disk_full(exc):
+                raise disk_full(exc, f"publishing {label}") from exc
             raise
         return result
+
+    def _undo_install(self, artifact_id: str, path: Path) -> None:
+        """After a failed COMMIT: remove the object we renamed in unless a row now points at it."""
+        try:
+            with mf.immediate(self.db):
+                if self.db.execute("SELECT 1 FROM artifacts WHERE id = ?", (artifact_id,)).fetchone() is None:
+                    path.unlink(missing_ok=True)
+        except Exception:  # noqa: BLE001 - best effort: an orphan left here is what verify reports and gc removes
+            pass
 
     def _add_source(self, source_hash: str | None, schema: Schema, pk: int) -> None:
         if source_hash is not None:
@@ -319,10 +405,22 @@ class Lake:
         *,
         deduplicated: bool,
         in_tx: bool = False,
+        meta: Mapping[str, Any] | None = None,
     ) -> PublishResult:
-        """Add the name version and edges for artifact ``pk`` and describe the publish."""
+        """Add the name version, edges and (for a known artifact) new meta keys of ``pk``; describe the publish.
+
+        An input that descends from ``pk`` is refused: the edge would close a lineage cycle. An input equal
+        to ``pk`` adds no edge (an artifact is never its own input).
+        """
+        added: list[str] = []
+        kept: list[str] = []
 
         def apply() -> int | None:
+            nonlocal added, kept
+            if deduplicated:
+                self._refuse_cycles(pk, parents)
+                if meta:
+                    added, kept = mf.merge_meta(self.db, pk, meta)
             version = mf.add_name(self.db, name, pk)[0] if name is not None else None
             mf.add_edges(self.db, pk, parents, run)
             return version
@@ -333,28 +431,55 @@ class Lake:
             with mf.immediate(self.db):
                 version = apply()
         row = self.db.execute("SELECT id, type, rows, bytes FROM artifacts WHERE pk = ?", (pk,)).fetchone()
-        return PublishResult(row["id"], row["type"], name, version, deduplicated, row["rows"], row["bytes"])
+        return PublishResult(
+            row["id"], row["type"], name, version, deduplicated, row["rows"], row["bytes"], added, kept
+        )
+
+    def _refuse_cycles(self, pk: int, parents: list[int]) -> None:
+        """Refuse inputs that were derived from ``pk`` (a new artifact has no descendants to check)."""
+        for parent in dict.fromkeys(parents):
+            if parent == pk:
+                continue
+            path = mf.path_between(self.db, parent, pk)
+            if path is not None:
+                ids = dict(
+                    self.db.execute(
+                        "SELECT a.pk, a.id FROM json_each(?) j JOIN artifacts a ON a.pk = j.value", (mf.pk_list(path),)
+                    ).fetchall()
+                )
+                chain = " <- ".join(ids[p][:12] for p in reversed(path))
+                raise InvalidInput(
+                    f"input {ids[parent][:12]} was derived from {ids[pk][:12]} ({chain}): making it an input of "
+                    f"{ids[pk][:12]} would make lineage a cycle"
+                )
 
     # -- references ----------------------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
         """The full id of ``ref``: a full id, a unique prefix (>= 6 hex), ``NAME``, ``NAME@latest``, ``NAME@vN``."""
         ref = ref.strip()
-        m = _REF.match(ref)
+        m = _REF.fullmatch(ref)
         if m:
             return self._by_name(m.group("name"), int(m.group("version")) if m.group("version") else None)
-        if _HEX.match(ref) and len(ref) >= MIN_PREFIX:
+        is_name = self.db.execute("SELECT 1 FROM names WHERE name = ? LIMIT 1", (ref,)).fetchone() is not None
+        if HEX.fullmatch(ref) and len(ref) >= MIN_PREFIX:
             rows = self.db.execute(
                 "SELECT id FROM artifacts WHERE id >= ? AND id < ? ORDER BY id LIMIT 6", (ref, ref + "g")
             ).fetchall()
+            if rows and is_name:
+                # a name of this shape predates the name rules (names.py): never pick one silently
+                raise AmbiguousRef(
+                    f"{ref!r} is both a name and the start of artifact id {rows[0]['id'][:16]}...: "
+                    f"say {ref + '@latest'!r} for the name, or give the full id"
+                )
             if len(rows) == 1:
                 return str(rows[0]["id"])
             if len(rows) > 1:
                 shown = ", ".join(r["id"][: len(ref) + 4] for r in rows[:5])
                 raise AmbiguousRef(f"id prefix {ref!r} matches several artifacts ({shown}...); give more characters")
-        if self.db.execute("SELECT 1 FROM names WHERE name = ? LIMIT 1", (ref,)).fetchone():
+        if is_name:
             return self._by_name(ref, None)
         hint = ""
-        if _HEX.match(ref) and len(ref) < MIN_PREFIX:
+        if HEX.fullmatch(ref) and len(ref) < MIN_PREFIX:
             hint = f"; an id prefix needs at least {MIN_PREFIX} hex characters"
         else:
             names = [r[0] for r in self.db.execute("SELECT DISTINCT name FROM names LIMIT 10000")]
@@ -550,25 +675,76 @@ class Lake:
 
     # -- reading objects -----------------------------------------------------------------------------
     def object_path(self, ref: str) -> Path:
-        """Path of the stored object of ``ref``; :class:`CorruptArtifact` when it is missing."""
+        """Path of the stored object of ``ref``; :class:`DamagedObject` when it is missing or not a file.
+
+        The path alone says nothing about the bytes: read through :meth:`read`, :meth:`head` or
+        :meth:`export`, which check them.
+        """
         artifact_id = self.resolve(ref)
-        path = object_path(self.root, artifact_id)
-        if not path.exists():
-            raise CorruptArtifact(f"artifact {artifact_id} has no object file (run: lake verify)")
-        return path
+        try:
+            fd, _ = open_object(self.root, artifact_id)
+        except BadObject as exc:
+            raise self._damaged(artifact_id, exc) from None
+        os.close(fd)
+        return object_path(self.root, artifact_id)
+
+    @staticmethod
+    def _damaged(artifact_id: str, exc: BadObject) -> DamagedObject:
+        what = "has changed since it was published" if exc.kind == "changed" else "is missing"
+        return DamagedObject(
+            f"artifact {artifact_id} {what} ({exc.detail}): run lake verify; publishing the same content again "
+            "restores it"
+        )
+
+    def _recorded_hash(self, artifact_id: str) -> str:
+        row = self.db.execute("SELECT file_hash FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no artifact {artifact_id}")
+        return str(row[0])
+
+    def _checked_bytes(self, artifact_id: str) -> Any:
+        """The object's bytes, hashed and compared with the manifest (once per unchanged file per Lake)."""
+        from .objects import _hasher
+
+        expected = self._recorded_hash(artifact_id)
+        try:
+            data, st = map_object(self.root, artifact_id)
+        except BadObject as exc:
+            raise self._damaged(artifact_id, exc) from None
+        # ctime cannot be set back by a user: any write or chmod since the last check changes the signature
+        sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, expected)
+        if self._intact.get(artifact_id) != sig:
+            got = _hasher().update(data).hexdigest()
+            if got != expected:
+                path = object_path(self.root, artifact_id)
+                raise self._damaged(
+                    artifact_id, BadObject("changed", f"bytes of {path} hash to {got[:16]}..., not {expected[:16]}...")
+                )
+            self._intact[artifact_id] = sig
+        return data
+
+    def has_intact_object(self, artifact_id: str) -> bool:
+        """True when the object of ``artifact_id`` is a regular file of the lake whose bytes hash as recorded."""
+        try:
+            self._checked_bytes(artifact_id)
+        except (DamagedObject, NotFound):
+            return False
+        return True
 
     def read(self, ref: str, columns: list[str] | None = None) -> pa.Table:
-        """The artifact's table."""
-        import pyarrow.parquet as pq
-
-        return pq.read_table(self.object_path(ref), columns=columns)
-
-    def head(self, ref: str, limit: int) -> pa.Table:
-        """The first ``limit`` rows, reading no more row groups than needed."""
+        """The artifact's table, from bytes checked against the recorded file hash."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(self.object_path(ref))
+        data = self._checked_bytes(self.resolve(ref))
+        return pq.read_table(pa.BufferReader(pa.py_buffer(data)), columns=columns)
+
+    def head(self, ref: str, limit: int) -> pa.Table:
+        """The first ``limit`` rows (of checked bytes), decoding no more row groups than needed."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(pa.BufferReader(pa.py_buffer(self._checked_bytes(self.resolve(ref)))))
         batches = []
         left = limit
         for batch in pf.iter_batches(batch_size=max(1, min(limit, 65536))):
@@ -579,41 +755,63 @@ class Lake:
         return pa.Table.from_batches(batches, schema=pf.schema_arrow) if batches else pf.schema_arrow.empty_table()
 
     def export(self, ref: str, out: str | os.PathLike[str], fmt: str = "parquet") -> Path:
-        """Write the artifact to ``out`` as Parquet (the stored bytes), CSV, or (``tensors``) safetensors."""
-        import shutil
+        """Write the artifact to ``out`` as Parquet (the stored bytes), CSV, or (``tensors``) safetensors.
 
-        src = self.object_path(ref)
+        Parquet is copied in a stream that hashes what it copies; a changed object leaves ``out`` untouched.
+        """
+        artifact_id = self.resolve(ref)
         dest = Path(out)
         if fmt == "parquet":
-            shutil.copyfile(src, dest)
-            os.chmod(dest, 0o644)
+            try:
+                copy_checked(self.root, artifact_id, self._recorded_hash(artifact_id), dest)
+            except BadObject as exc:
+                raise self._damaged(artifact_id, exc) from None
         elif fmt == "csv":
             import pyarrow.csv as pcsv
 
-            pcsv.write_csv(self.read(ref), dest)
+            table = self.read(artifact_id)
+            self._write_out(dest, lambda part: pcsv.write_csv(table, part))
         elif fmt == "safetensors":
             from . import safetensors
 
-            art = self.get(ref)
+            art = self.get(artifact_id)
             if art.type != "tensors":
                 raise InvalidInput(f"{art.id[:12]} is a {art.type!r} artifact; only tensors export as safetensors")
-            safetensors.write(self.read(art.id), dest, art.meta)
+            table = self.read(art.id)
+            self._write_out(dest, lambda part: safetensors.write(table, part, art.meta))
         else:
             raise InvalidInput(f"unknown format {fmt!r} (parquet, csv or safetensors)")
         return dest
 
+    @staticmethod
+    def _write_out(dest: Path, write: Any) -> None:
+        """Write through a hidden file beside ``dest`` renamed over it at the end: a failure leaves no half file."""
+        part = dest.with_name(f".{dest.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+        try:
+            write(part)
+            os.replace(part, dest)
+        except BaseException as exc:
+            part.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and is_disk_full(exc):
+                raise disk_full(exc, f"writing {dest}") from exc
+            raise
+
     # -- maintenance ---------------------------------------------------------------------------------
-    def verify(self, refs: Iterable[str] | None = None, *, content: bool = True) -> VerifyReport:
-        """Check objects against the manifest; see :func:`artifact_store.maintenance.verify`."""
+    def verify(
+        self, refs: Iterable[str] | None = None, *, content: bool = True, wait: float = mf.BUSY_TIMEOUT_S
+    ) -> VerifyReport:
+        """Check objects and the manifest; see :func:`artifact_store.maintenance.verify`."""
         from .maintenance import verify
 
-        return verify(self, None if refs is None else [self.resolve(r) for r in refs], content=content)
+        return verify(self, None if refs is None else [self.resolve(r) for r in refs], content=content, wait=wait)
 
-    def gc(self, *, dry_run: bool = False) -> GcReport:
+    def gc(self, *, dry_run: bool = False, grace: float | None = None, wait: float = mf.BUSY_TIMEOUT_S) -> GcReport:
         """Remove orphan objects and stale staging files; see :func:`artifact_store.maintenance.gc`."""
-        from .maintenance import gc
+        from .maintenance import DEFAULT_GRACE_S, gc
 
-        return gc(self, dry_run=dry_run)
+        if not dry_run:
+            self.require_writable("gc")
+        return gc(self, dry_run=dry_run, grace=DEFAULT_GRACE_S if grace is None else grace, wait=wait)
 
 
 def parse_iso(text: str, what: str = "") -> datetime:

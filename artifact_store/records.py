@@ -24,9 +24,18 @@ class PublishResult:
     """Row count."""
     bytes: int
     """Size of the stored object file."""
+    meta_added: list[str] = field(default_factory=list)
+    """Meta keys this publish added to an artifact the lake already held (meta is add-only)."""
+    meta_kept: list[str] = field(default_factory=list)
+    """Meta keys given with a different value than the artifact already has: the first value stays."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON of ``publish --json``: ``meta_added``/``meta_kept`` only when a deduplicated publish had meta."""
+        out = asdict(self)
+        for key in ("meta_added", "meta_kept"):
+            if not out[key]:
+                del out[key]
+        return out
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,8 @@ class Problem:
     """One thing ``verify`` found wrong."""
 
     kind: str
-    """``missing``, ``changed``, ``content``, ``orphan``, ``stale``."""
+    """``missing``, ``changed``, ``content``, ``orphan``, ``stale``, ``manifest``; from the CLI's verify also
+    ``foreign`` or ``changed`` projection files (projections.Lake) and ``run`` (an interrupted run)."""
     subject: str
     """Artifact id or file path."""
     detail: str
@@ -97,16 +107,35 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class LeftAlone:
+    """Something in the lake's folders that verify and gc do not touch, and why."""
+
+    path: str
+    reason: str
+    """e.g. ``a symlink to /home/u: not followed, not removed``, ``not a name the lake makes``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     checked: int
     problems: list[Problem]
+    left_alone: list[LeftAlone] = field(default_factory=list)
+    """Entries of objects/ and tmp/ that are not the lake's: reported, never followed or removed."""
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checked": self.checked, "problems": [p.to_dict() for p in self.problems]}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "problems": [p.to_dict() for p in self.problems],
+            "left_alone": [x.to_dict() for x in self.left_alone],
+        }
 
 
 @dataclass(frozen=True)
@@ -115,6 +144,13 @@ class GcReport:
     removed: list[str]
     """Paths removed (or that would be, with ``dry_run``)."""
     bytes: int
+    left_alone: list[LeftAlone] = field(default_factory=list)
+    """What gc did not remove and why: not the lake's, or an orphan younger than the grace period."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "dry_run": self.dry_run,
+            "removed": self.removed,
+            "bytes": self.bytes,
+            "left_alone": [x.to_dict() for x in self.left_alone],
+        }

@@ -1,7 +1,10 @@
 """``lake ingest file``: CSV or Parquet into a typed artifact, with column mapping and time parsing.
 
-The source file as read becomes a ``table`` artifact; the curated artifact gets a lineage edge from it.
-Everything is checked before anything is published, so a refused import leaves the lake unchanged.
+The source file as read becomes a ``table`` artifact named ``raw/<file name>`` (folded into the name
+alphabet by :func:`names.name_from_file`: ``my data.csv`` -> ``raw/my_data.csv``, ``données.csv`` ->
+``raw/donnees.csv``; the file's own name stays in the meta ``source_file``); the curated artifact gets a
+lineage edge from it. Everything is checked before anything is published, so a refused import leaves the
+lake unchanged.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import openlineage
+from .._inputs import regular_file
 from ..errors import InvalidInput
 from ..lake import Lake
+from ..names import check_name, name_from_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -40,8 +45,7 @@ def read_table(path: Path) -> pa.Table:
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    if not path.is_file():
-        raise InvalidInput(f"{path}: no such file")
+    regular_file(path)
     with open(path, "rb") as f:
         magic = f.read(4)
     try:
@@ -56,6 +60,32 @@ def read_table(path: Path) -> pa.Table:
         raise InvalidInput(f"{path}: cannot read it as CSV or Parquet ({str(exc).splitlines()[0]})") from exc
 
 
+# The largest epoch magnitude per unit: a time whose microseconds fit in int64 (about 292,000 years).
+_EPOCH_LIMIT = {"s": (2**63 - 1) // 1_000_000, "ms": (2**63 - 1) // 1_000, "us": 2**63 - 1, "ns": 2**63 - 1}
+
+
+def _check_epoch(column: pa.ChunkedArray, unit: str, where: str) -> None:
+    """Refuse, with its row, the first epoch number that is no time (NaN, infinite, or too far away)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.types as pt
+
+    limit = _EPOCH_LIMIT[unit]
+    if pt.is_floating(column.type):
+        values = column.cast(pa.float64())
+        bad = pc.or_(pc.invert(pc.is_finite(values)), pc.greater(pc.abs(values), float(limit)))
+    else:
+        wide = column.cast(pa.decimal128(20, 0))  # every int64 and uint64 value, exactly
+        bad = pc.greater(pc.abs(wide), pa.scalar(limit, pa.decimal128(20, 0)))
+    bad = pc.fill_null(bad, False)
+    if pc.any(bad).as_py():
+        row = pc.index(bad, True).as_py()
+        raise InvalidInput(
+            f"{where}: column 'ts', row {row}: epoch {column[row].as_py()!r} (--ts-unit {unit}) is not a time"
+            f" (at most {limit:.3g} {unit} from 1970)"
+        )
+
+
 def parse_ts(column: pa.ChunkedArray, *, tz: str | None, unit: str | None, where: str) -> pa.ChunkedArray:
     """Timestamps in UTC from integers (epoch in ``unit``), ISO strings or timestamps; naive times are in ``tz``."""
     import pyarrow as pa
@@ -66,6 +96,7 @@ def parse_ts(column: pa.ChunkedArray, *, tz: str | None, unit: str | None, where
     if pt.is_integer(t) or pt.is_floating(t):
         if unit not in TS_UNITS:
             raise InvalidInput(f"{where}: column 'ts' holds numbers: give --ts-unit {'|'.join(TS_UNITS)}")
+        _check_epoch(column, unit, where)
         if pt.is_floating(t):
             scale = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0.001}[unit]
             column = pc.cast(pc.round(pc.multiply(column, scale)), pa.int64())
@@ -108,7 +139,7 @@ def apply_mapping(table: pa.Table, mapping: dict[str, str], where: str) -> pa.Ta
 
 
 def _outputs(result: FileImport) -> list[openlineage.Ref]:
-    return [(result.raw_id, f"raw/{Path(result.source).name}"), (result.id, result.name)]
+    return [(result.raw_id, name_from_file("raw", Path(result.source).name)), (result.id, result.name)]
 
 
 @openlineage.emits(
@@ -134,6 +165,9 @@ def import_file(
 
     p = Path(path)
     where = str(p)
+    if name is not None:
+        check_name(name)
+    raw_name = name_from_file("raw", p.name)
     schema = lake.registry.get(type)
     raw = read_table(p)
     table = apply_mapping(raw, mapping or {}, where)
@@ -152,6 +186,6 @@ def import_file(
     bad = find_violations(conformed, schema)
     if bad:
         raise first_error(conformed, bad, schema, where)
-    raw_rec = lake.publish(raw, "table", name=f"raw/{p.name}", meta={"source_file": p.name})
+    raw_rec = lake.publish(raw, "table", name=raw_name, meta={"source_file": p.name})
     rec = lake.publish(conformed, type, name=name, inputs=[raw_rec.id], meta={"source_file": p.name})
     return FileImport(str(p), raw_rec.id, rec.id, type, name, rec.rows, rec.deduplicated)

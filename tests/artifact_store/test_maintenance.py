@@ -40,9 +40,11 @@ def test_verify_catches_a_flipped_byte_a_deleted_object_and_an_orphan(lake, ohlc
     kinds = sorted((pr.kind, pr.subject) for pr in report.problems)
     assert kinds == sorted([("changed", a), ("missing", b), ("orphan", str(orphan))])
     assert lake.verify([c]).ok
-    dry = lake.gc(dry_run=True)
+    young = lake.gc()  # the orphan is younger than the grace period: reported, kept
+    assert young.removed == [] and [x.path for x in young.left_alone] == [str(orphan)] and orphan.exists()
+    dry = lake.gc(dry_run=True, grace=0)
     assert dry.removed == [str(orphan)] and orphan.exists()
-    done = lake.gc()
+    done = lake.gc(grace=0)
     assert done.removed == [str(orphan)] and not orphan.exists()
     assert {pr.kind for pr in lake.verify().problems} == {"changed", "missing"}
 
@@ -57,7 +59,9 @@ def test_verify_recomputes_content_not_only_bytes(lake, ohlcv):
     path = object_path(lake.root, a)
     os.chmod(path, 0o644)
     pq.write_table(ohlcv.slice(1), path)
-    lake.db.execute("UPDATE artifacts SET file_hash = ? WHERE id = ?", (file_hash(path), a))
+    lake.db.execute(
+        "UPDATE artifacts SET file_hash = ?, bytes = ? WHERE id = ?", (file_hash(path), path.stat().st_size, a)
+    )
     assert lake.verify(content=False).ok
     assert [p.kind for p in lake.verify().problems] == ["content"]
 
@@ -132,7 +136,7 @@ def test_a_publisher_killed_mid_publish_leaves_a_lake_verify_explains_and_gc_cle
         report = lk.verify()
         assert [p.kind for p in report.problems] == [kind]
         assert lk.find(name="victim") == []  # no row points at the half-published object
-        cleaned = lk.gc()
+        cleaned = lk.gc(grace=0)
         assert len(cleaned.removed) == 1
         assert lk.verify().ok
         assert lk.resolve("keep") == keep

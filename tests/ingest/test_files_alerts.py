@@ -139,3 +139,18 @@ def test_coverage_classes_and_missing_ranges(plake):
     assert r.exit_code == 0 and json.loads(r.stdout)["id"] == cov.id  # same content: same artifact
     bad = CliRunner().invoke(lake_cli, ["--lake", str(plake.root), "coverage", al, "--ohlcv", o, "--before", "soon"])
     assert bad.exit_code == 2 and "not a duration: 'soon'" in bad.stderr
+
+
+def test_reingesting_a_feed_without_as_of_adds_no_quarantine_version(plake, tmp_path):
+    """No wall-clock value enters an artifact: the future row's reason does not embed the time of ingest."""
+    import time
+
+    src = tmp_path / "feed.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in FEED))
+    first = ingest_alerts(plake, src, source="tv")
+    time.sleep(0.01)
+    before = lake_state(plake.root)
+    again = ingest_alerts(plake, src, source="tv")
+    assert again.quarantine_id == first.quarantine_id and lake_state(plake.root) == before
+    reasons = [r["reason"] for r in plake.read(first.quarantine_id).to_pylist() if "future" in r["reason"]]
+    assert reasons == ["ts 2030-01-01T00:00:00+00:00 is in the future of the feed (later than the time of ingest)"]
