@@ -1,14 +1,17 @@
-"""Disposable DuckDB projections of frozen artifact sets: build (or reuse by key), query, list, drop."""
+"""Disposable, sandboxed DuckDB projections of frozen artifact sets: build (or reuse by key, once checked),
+query, list, drop, verify."""
 
+from ._integrity import verify_projections
 from .build import CODE_VERSION, Lake, Projection, Projections, projection_key
 from .coverage import Coverage, coverage
 from .durations import parse_duration
-from .errors import ProjectionError, QueryError, UnknownSpec
+from .errors import ForeignProjection, ProjectionError, QueryError, UnknownSpec
 from .spec import Param, Role, Spec, get_spec, load_spec
 
 __all__ = [
     "CODE_VERSION",
     "Coverage",
+    "ForeignProjection",
     "Lake",
     "Param",
     "Projection",
@@ -23,4 +26,5 @@ __all__ = [
     "load_spec",
     "parse_duration",
     "projection_key",
+    "verify_projections",
 ]

@@ -3,11 +3,19 @@
 Invariants:
 * The key is the blake3 of (spec name, version and SQL, canonical parameters, the sorted input ids of
   every role, :data:`CODE_VERSION`). The same key always means the same relations.
-* A build happens in ``tmp/`` and is published with ``os.link`` into ``projections/<key>.duckdb``: the
-  first finished build of a key wins, a concurrent one discards its copy, and a reader never sees a
-  half-built file. A projection found by key is reused as it is.
-* Inputs are read by DuckDB straight from the verified object files (file hash checked first); the input
-  views are dropped at the end, so the database holds no paths into the lake.
+* All SQL runs sandboxed (:mod:`._sandbox`): no files, no network, no extensions, settings locked. A build's
+  inputs are the verified object files (file hash checked first) handed to DuckDB as pyarrow datasets and
+  exposed to the spec's SQL as the views ``input_<role>``; the views are dropped at the end, so the database
+  holds no paths into the lake. Every identifier put into SQL is quoted; every value is a parameter.
+* A build happens in ``tmp/``, is made read-only and is published with ``os.link`` into
+  ``projections/<key>.duckdb`` under the manifest's write lock, together with its record (file hash and
+  stat, :mod:`._integrity`): the first finished build of a key wins, a concurrent one discards its copy, and
+  a reader never sees a half-built file.
+* Every use checks the file against that record first (stat, and the hash when the stat moved); a file
+  the lake did not build, or one changed since, is refused (exit 1) and never opened, also when a build
+  would reuse it: it stays as evidence until ``lake projection drop`` removes it.
+* Inside :meth:`Lake.scratch_projections` (``reproduce``), projections are built afresh in ``tmp/`` from the
+  verified objects, never read from or added to the cache, and removed at the end.
 * Several ``ohlcv`` artifacts in one role are unioned with one rule: identical (symbol, ts) rows collapse,
   differing ones are an error naming both artifacts, the symbol and the time. Other roles with several
   artifacts are unioned with identical rows collapsed.
@@ -19,8 +27,9 @@ import builtins
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,42 +37,49 @@ import blake3
 
 from artifact_lake.artifact_store import CorruptArtifact
 from artifact_lake.artifact_store import Lake as _StoreLake
+from artifact_lake.artifact_store import manifest as mf
 from artifact_lake.artifact_store.hashing import file_hash
-from artifact_lake.artifact_store.objects import fsync_dir, object_path, stage_lock
+from artifact_lake.artifact_store.objects import (
+    Staged,
+    fsync_dir,
+    object_path,
+    remove_file,
+    safe_entries,
+    stage_lock,
+)
+from artifact_lake.artifact_store.records import LeftAlone
 
-from .errors import ProjectionError, QueryError
+from . import _integrity
+from ._sandbox import connect as _sandboxed
+from ._sandbox import first_line, quote, refused
+from .errors import ForeignProjection, ProjectionError, QueryError
 from .spec import PARAM_TYPES, Spec, get_spec
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from artifact_lake.artifact_store import VerifyReport
+
 # 2: files are written in DuckDB's v1.1.0 storage format (any client from 1.1 on opens them)
-CODE_VERSION = 2
+# 3: builds sandboxed, inputs handed over as Arrow datasets, files recorded in the manifest (files built by
+#    2 have no record: foreign, never reused)
+CODE_VERSION = 3
 # DuckDB 1.1's storage format, which every client from 1.1 on reads. Builds write it so a
 # projection opens in the DuckDB CLI, DBeaver or an older Python client, not only in the version that built it.
 STORAGE_VERSION = "v1.1.0"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_FILE = re.compile(r"[0-9a-f]{64}\.duckdb")
 _META = "_projection"
-
-
-def _connect(path: Path, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-    import duckdb
-
-    config: dict[str, Any] = {} if read_only else {"storage_compatibility_version": STORAGE_VERSION}
-    con = duckdb.connect(str(path), read_only=read_only, config=config)
-    con.execute("SET TimeZone = 'UTC'")
-    return con
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+_PART = "__lake_part"
 
 
 @dataclass(frozen=True)
 class Projection:
-    """A built projection. Open it read-only with :meth:`connect`, or query with :meth:`arrow` / :meth:`polars`."""
+    """A built projection. Open it read-only with :meth:`connect`, or query with :meth:`arrow` / :meth:`polars`.
+
+    Every open first checks that the file is still the one the lake built (:class:`ForeignProjection`).
+    """
 
     key: str
     path: Path
@@ -72,20 +88,32 @@ class Projection:
     params: dict[str, Any]
     reused: bool = False
     relations: list[str] = field(default_factory=list)
+    record: _integrity.Record | None = field(default=None, repr=False, compare=False)
+    """What the lake recorded at the build; None: not checked (never the case for what the lake returns)."""
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A read-only DuckDB connection (writes fail)."""
-        return _connect(self.path, read_only=True)
+    def connect(self, *, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+        """A read-only, sandboxed DuckDB connection (writes, files and settings are refused)."""
+        _integrity.check(None, self.path, self.record)
+        return _sandboxed(self.path, read_only=True, threads=threads)
 
-    def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
-        """Run read-only ``sql`` (with bound ``params``) and return a pyarrow Table."""
+    def arrow(self, sql: str, params: Sequence[Any] | None = None, *, deterministic: bool = False) -> pa.Table:
+        """Run read-only ``sql`` (with bound ``params``) and return a pyarrow Table.
+
+        ``deterministic`` runs it on one thread: the same file gives the same result bits every time
+        (parallel float sums do not), at the cost of speed. Results that are published use it.
+        """
         import duckdb
 
-        con = self.connect()
+        con = self.connect(threads=1 if deterministic else None)
         try:
             return con.sql(sql, params=params).to_arrow_table()
         except duckdb.Error as exc:
-            raise QueryError(f"query failed: {_first_line(exc)}") from exc
+            if refused(exc):
+                raise QueryError(
+                    "query refused: SQL on a projection cannot read or write files, attach databases, load "
+                    f"extensions or change settings ({first_line(exc)})"
+                ) from exc
+            raise QueryError(f"query failed: {first_line(exc)}") from exc
         finally:
             con.close()
 
@@ -159,148 +187,269 @@ def _verify_inputs(lake: _StoreLake, ids: Sequence[str]) -> None:
             )
 
 
-def _files(lake: _StoreLake, ids: Sequence[str]) -> str:
-    paths = []
-    for artifact_id in ids:
-        assert _HEX64.match(artifact_id), artifact_id  # lake-made paths only: nothing from the user is spliced
-        paths.append("'" + str(object_path(lake.root, artifact_id)).replace("'", "''") + "'")
-    return "[" + ", ".join(paths) + "]"
+def _sources(lake: _StoreLake, spec: Spec, ids: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The verified object files of every role as pyarrow datasets (scanned lazily, in batches)."""
+    import pyarrow.dataset as pads
+
+    out: dict[str, Any] = {}
+    for role in spec.inputs:
+        names = set()
+        for i, artifact_id in enumerate(ids[role.role]):
+            assert _HEX64.match(artifact_id), artifact_id
+            dataset = pads.dataset(object_path(lake.root, artifact_id), format="parquet")
+            names.add(tuple(sorted(dataset.schema.names)))
+            out[f"_src_{role.role}_{i}"] = dataset
+        if len(names) > 1:
+            raise ProjectionError(f"the {role.role!r} inputs of spec {spec.name!r} do not have the same columns")
+    return out
 
 
-def _input_view(con: duckdb.DuckDBPyConnection, lake: _StoreLake, role: str, type_: str, ids: list[str]) -> None:
-    files = _files(lake, ids)
-    source = f"read_parquet({files}, filename = true)"
+def _input_view(con: duckdb.DuckDBPyConnection, role: str, type_: str, ids: list[str]) -> None:
+    view = quote(f"input_{role}")
+    parts = [quote(f"_src_{role}_{i}") for i in range(len(ids))]
     if len(ids) == 1:
-        con.execute(f"CREATE TEMP VIEW input_{role} AS SELECT * EXCLUDE (filename) FROM {source}")
+        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {parts[0]}")
         return
+    union = "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts) + ")"
     if type_ != "ohlcv":
-        con.execute(f"CREATE TEMP VIEW input_{role} AS SELECT DISTINCT * EXCLUDE (filename) FROM {source}")
+        con.execute(f"CREATE TEMP VIEW {view} AS SELECT DISTINCT * FROM {union}")
         return
-    art = "regexp_extract(filename, '([0-9a-f]{64})\\.parquet$', 1)"
+    part = quote(_PART)
+    tagged = "(" + " UNION ALL BY NAME ".join(f"SELECT *, {i} AS {part} FROM {p}" for i, p in enumerate(parts)) + ")"
     ranges = con.execute(
-        f"SELECT {art} AS a, symbol, min(epoch_us(ts)) AS lo, max(epoch_us(ts)) AS hi FROM {source} GROUP BY ALL ORDER BY symbol, lo"
+        f"SELECT symbol, min(epoch_us(ts)) AS lo, max(epoch_us(ts)) AS hi FROM {tagged} "
+        f"GROUP BY {part}, symbol ORDER BY symbol, lo"
     ).fetchall()
-    overlap = any(prev[1] == cur[1] and cur[2] <= prev[3] for prev, cur in zip(ranges, ranges[1:], strict=False))
+    overlap = any(prev[0] == cur[0] and cur[1] <= prev[2] for prev, cur in zip(ranges, ranges[1:], strict=False))
     if not overlap:
-        con.execute(f"CREATE TEMP VIEW input_{role} AS SELECT * EXCLUDE (filename) FROM {source}")
+        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {union}")
         return
     clash = con.execute(
-        f"""SELECT symbol, strftime(ts, '%Y-%m-%dT%H:%M:%S+00:00'), arg_min({art}, {art}) AS a1, arg_max({art}, {art}) AS a2
-            FROM {source} GROUP BY symbol, ts
+        f"""SELECT symbol, strftime(ts, '%Y-%m-%dT%H:%M:%S+00:00'), min({part}), max({part})
+            FROM {tagged} GROUP BY symbol, ts
             HAVING count(DISTINCT (open, high, low, close, volume)) > 1
             ORDER BY symbol, ts LIMIT 1"""
     ).fetchone()
     if clash is not None:
-        symbol, ts, a1, a2 = clash
+        symbol, ts, a1, a2 = clash  # ids are sorted, so the smaller part is the smaller id
         raise ProjectionError(
-            f"ohlcv inputs disagree at {symbol} {ts}: artifacts {a1[:12]} and {a2[:12]} hold different "
+            f"ohlcv inputs disagree at {symbol} {ts}: artifacts {ids[a1][:12]} and {ids[a2][:12]} hold different "
             "candles for it (drop one of them, or publish a corrected one)"
         )
-    con.execute(
-        f"CREATE TEMP VIEW input_{role} AS SELECT DISTINCT ON (symbol, ts) * EXCLUDE (filename) FROM {source} "
-        "ORDER BY symbol, ts"
-    )
+    con.execute(f"CREATE TEMP VIEW {view} AS SELECT DISTINCT ON (symbol, ts) * FROM {union} ORDER BY symbol, ts")
+
+
+class _Outside:
+    """Where a read-only lake's scratch projection is built: a private temporary folder, not in the lake."""
+
+    def __init__(self, key: str) -> None:
+        import tempfile
+
+        self.folder = Path(tempfile.mkdtemp(prefix="artifact-lake-reproduce-"))
+        self.path = self.folder / f"{key}.lock"
+
+    def discard(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class _Scratch:
+    """Projections of one ``reproduce``: staged in ``tmp/`` (held, so gc leaves them), or outside a read-only
+    lake; removed at the end."""
+
+    def __init__(self) -> None:
+        self.built: dict[str, tuple[Projection, Staged | _Outside]] = {}
+
+    def outside(self, key: str) -> _Outside:
+        return _Outside(key)
+
+    def discard(self) -> None:
+        for proj, lock in self.built.values():
+            for leftover in (proj.path, proj.path.with_name(proj.path.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+            lock.discard()
+        self.built.clear()
 
 
 class Projections:
     """The projections of one lake: build (or reuse), list, show, drop."""
 
-    def __init__(self, lake: _StoreLake) -> None:
+    def __init__(self, lake: _StoreLake, scratch: _Scratch | None = None) -> None:
         self.lake = lake
         self.dir = lake.root / "projections"
         self.specs_dir = self.dir / "specs"
+        self.scratch = scratch
+        self.left_alone: list[LeftAlone] = []
+        """What the last listing or drop found in ``projections/`` and did not touch, with the reason."""
 
     def path(self, key: str) -> Path:
         return self.dir / f"{key}.duckdb"
 
     def build(self, spec_name: str, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> Projection:
-        """The projection of ``spec_name`` over ``inputs`` (role -> refs), built unless its key exists."""
+        """The projection of ``spec_name`` over ``inputs`` (role -> refs), built unless its key exists.
+
+        An existing file is reused only when it is the file the lake built; otherwise
+        :class:`ForeignProjection` (exit 1) names it and how to remove it.
+        """
         spec = get_spec(spec_name, self.specs_dir)
         ids = _resolve_inputs(self.lake, spec, inputs)
         resolved = spec.resolve_params(dict(params or {}))
         key = projection_key(spec, resolved, ids)
-        target = self.path(key)
-        if target.exists():
-            return Projection(key, target, spec.name, ids, resolved, reused=True, relations=list(spec.relations))
+        made = Projection(key, self.path(key), spec.name, ids, resolved, relations=list(spec.relations))
+        if self.scratch is not None:
+            return self._build_scratch(made, spec)
+        target = made.path
+        if os.path.lexists(target):
+            return replace(made, reused=True, record=self._checked(target))
+        self.lake.require_writable("projection build")
         _verify_inputs(self.lake, [i for role_ids in ids.values() for i in role_ids])
         self.dir.mkdir(parents=True, exist_ok=True)
         lock = stage_lock(self.lake.root)
         staged = lock.path.with_suffix(".duckdb")
         try:
-            self._build_into(staged, spec, ids, resolved, key)
-            with open(staged, "rb") as f:
-                os.fsync(f.fileno())
-            try:
-                os.link(staged, target)  # never replaces: the first finished build of a key wins
-            except FileExistsError:
-                pass
-            fsync_dir(self.dir)
+            fhash = self._build_into(staged, spec, ids, resolved, key)
+            record = self._install(staged, target, made, fhash)
         finally:
             for leftover in (staged, staged.with_name(staged.name + ".wal")):
                 leftover.unlink(missing_ok=True)
             lock.discard()
-        return Projection(key, target, spec.name, ids, resolved, reused=False, relations=list(spec.relations))
+        if record is None:  # a concurrent build of this key finished first: use its file, once checked
+            return replace(made, reused=True, record=self._checked(target))
+        return replace(made, record=record)
 
-    def _build_into(self, path: Path, spec: Spec, ids: dict[str, list[str]], params: dict[str, Any], key: str) -> None:
+    def _install(self, staged: Path, target: Path, made: Projection, fhash: str) -> _integrity.Record | None:
+        """Link ``staged`` into place and record it, both under the manifest's write lock (None: lost the race)."""
+        db = self.lake.db
+        _integrity.ensure_table(db)
+        linked = False
+        try:
+            with mf.immediate(db):
+                if os.path.lexists(target):
+                    return None
+                os.link(staged, target)  # never replaces: the first finished build of a key wins
+                linked = True
+                staged.unlink()  # before the stat: dropping a link moves the file's ctime
+                record = _integrity.new_record(target, made.key, made.spec, made.inputs, made.params, fhash)
+                _integrity.put(db, record)
+        except BaseException:
+            if linked:  # no record was committed: the file must not stay as a foreign one
+                target.unlink(missing_ok=True)
+            raise
+        fsync_dir(self.dir)
+        return record
+
+    def _build_scratch(self, made: Projection, spec: Spec) -> Projection:
+        assert self.scratch is not None
+        if made.key in self.scratch.built:
+            return self.scratch.built[made.key][0]
+        _verify_inputs(self.lake, [i for role_ids in made.inputs.values() for i in role_ids])
+        # a read-only lake cannot hold a scratch build: it goes to the system's temporary folder
+        lock = self.scratch.outside(made.key) if self.lake.read_only else stage_lock(self.lake.root)
+        staged = lock.path.with_suffix(".duckdb")
+        try:
+            fhash = self._build_into(staged, spec, made.inputs, made.params, made.key)
+            record = _integrity.new_record(staged, made.key, made.spec, made.inputs, made.params, fhash)
+        except BaseException:
+            for leftover in (staged, staged.with_name(staged.name + ".wal")):
+                leftover.unlink(missing_ok=True)
+            lock.discard()
+            raise
+        proj = replace(made, path=staged, record=record)
+        self.scratch.built[made.key] = (proj, lock)
+        return proj
+
+    def _build_into(self, path: Path, spec: Spec, ids: dict[str, list[str]], params: dict[str, Any], key: str) -> str:
+        """Build into ``path`` (sandboxed), fsync it, make it read-only; returns its file hash."""
         import duckdb
 
-        con = _connect(path, read_only=False)
+        con = _sandboxed(path, read_only=False, storage_version=STORAGE_VERSION, sources=_sources(self.lake, spec, ids))
         try:
-            cols = [p for p in spec.params]
+            cols = list(spec.params)
             if cols:
                 con.execute(
                     "CREATE TABLE _params AS SELECT "
-                    + ", ".join(f"?::{PARAM_TYPES[p.type]} AS {p.column}" for p in cols),
+                    + ", ".join(f"?::{PARAM_TYPES[p.type]} AS {quote(p.column)}" for p in cols),
                     [params[p.name] for p in cols],
                 )
             else:
                 con.execute("CREATE TABLE _params AS SELECT 1 AS _none")
             for role in spec.inputs:
-                _input_view(con, self.lake, role.role, role.type, ids[role.role])
+                _input_view(con, role.role, role.type, ids[role.role])
             try:
                 con.execute(spec.sql)
             except duckdb.Error as exc:
-                raise ProjectionError(f"spec {spec.name!r}: the SQL failed: {_first_line(exc)}") from exc
-            made = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary").fetchall()}
-            missing = [r for r in spec.relations if r not in made]
-            if missing:
-                raise ProjectionError(f"spec {spec.name!r}: the SQL did not create {', '.join(missing)}")
-            for role in spec.inputs:
-                con.execute(f"DROP VIEW input_{role.role}")
-            con.execute(
-                f"CREATE TABLE {_META} AS SELECT ? AS key, ? AS spec, ? AS version, ? AS sql, ? AS params, ? AS inputs, "
-                "? AS code_version, ? AS duckdb_version, now() AS built",
-                [
-                    key,
-                    spec.name,
-                    spec.version,
-                    spec.sql,
-                    json.dumps(params, sort_keys=True),
-                    json.dumps(ids, sort_keys=True),
-                    CODE_VERSION,
-                    duckdb.__version__,
-                ],
-            )
-            con.execute("CHECKPOINT")
+                if refused(exc):
+                    raise ProjectionError(
+                        f"spec {spec.name!r} refused: its SQL may read only its inputs (input_<role>) and _params, "
+                        f"never files, databases, extensions or settings ({first_line(exc)})"
+                    ) from exc
+                raise ProjectionError(f"spec {spec.name!r}: the SQL failed: {first_line(exc)}") from exc
+            try:
+                made = {
+                    r[0]
+                    for r in con.execute(
+                        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary AND database_name = current_database()"
+                    ).fetchall()
+                }
+                missing = [r for r in spec.relations if r not in made]
+                if missing:
+                    raise ProjectionError(f"spec {spec.name!r}: the SQL did not create {', '.join(missing)}")
+                for role in spec.inputs:
+                    con.execute(f"DROP VIEW {quote('input_' + role.role)}")
+                con.execute(
+                    f"CREATE TABLE {_META} AS SELECT ? AS key, ? AS spec, ? AS version, ? AS sql, ? AS params, "
+                    "? AS inputs, ? AS code_version, ? AS duckdb_version, now() AS built",
+                    [
+                        key,
+                        spec.name,
+                        spec.version,
+                        spec.sql,
+                        json.dumps(params, sort_keys=True),
+                        json.dumps(ids, sort_keys=True),
+                        CODE_VERSION,
+                        duckdb.__version__,
+                    ],
+                )
+                con.execute("CHECKPOINT")
+            except duckdb.Error as exc:
+                raise ProjectionError(f"spec {spec.name!r}: cannot finish the build: {first_line(exc)}") from exc
         finally:
             con.close()
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+        os.chmod(path, 0o444)
+        return file_hash(path)
+
+    def _checked(self, path: Path) -> _integrity.Record:
+        """The record of ``path`` once the file is shown to be the one the lake built (else ForeignProjection)."""
+        rec = _integrity.get(self.lake.db, path.stem) if _HEX64.match(path.stem) else None
+        return _integrity.check(self.lake.db, path, rec)
 
     def list(self) -> builtins.list[dict[str, Any]]:
-        """Every projection file with what it says about itself (unreadable files are listed as such)."""
+        """Every projection file with what it says about itself; files the lake did not build (or that
+        changed since) are listed with an ``error`` and never opened."""
         out = []
-        for p in sorted(self.dir.glob("*.duckdb")):
-            out.append(self.show(p.stem))
+        for p in self._files():
+            try:
+                out.append(self._show(p))
+            except ForeignProjection as exc:
+                out.append({"key": p.stem, "path": str(p), "error": exc.detail, "foreign": True})
         return out
 
     def show(self, key: str) -> dict[str, Any]:
-        """Key, spec, parameters, inputs, relations with row counts, size: read from the file itself."""
+        """Key, spec, parameters, inputs, relations with row counts, size: read from the file itself,
+        once it is shown to be the file the lake built."""
+        return self._show(self._find(key))
+
+    def _show(self, path: Path) -> dict[str, Any]:
         import duckdb
 
-        path = self._find(key)
+        self._checked(path)
         try:
-            con = _connect(path, read_only=True)
+            con = _sandboxed(path, read_only=True)
         except duckdb.Error as exc:
-            return {"key": path.stem, "path": str(path), "error": _first_line(exc)}
+            return {"key": path.stem, "path": str(path), "error": first_line(exc)}
         try:
             # times as text: DuckDB would need pytz to hand a TIMESTAMPTZ to Python
             row = con.execute(
@@ -308,16 +457,19 @@ class Projections:
             ).fetchone()
             if row is None:
                 return {"key": path.stem, "path": str(path), "error": "no metadata"}
-            rels = [
-                r[0]
-                for r in con.execute(
-                    "SELECT table_name FROM duckdb_tables() WHERE table_name NOT LIKE '\\_%' ESCAPE '\\' ORDER BY table_name"
-                ).fetchall()
-            ]
-            counts = {r: int(con.execute(f'SELECT count(*) FROM "{r}"').fetchone()[0]) for r in rels}  # type: ignore[index]
+            tables = con.execute(
+                "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary "
+                "AND database_name = current_database() AND NOT starts_with(table_name, '_') "
+                "ORDER BY table_name, schema_name"
+            ).fetchall()
+            counts: dict[str, int] = {}
+            for schema, name in tables:
+                got = con.execute(f"SELECT count(*) FROM {quote(schema)}.{quote(name)}").fetchone()
+                counts[name] = int(got[0]) if got else 0
+        except duckdb.Error as exc:
+            return {"key": path.stem, "path": str(path), "error": first_line(exc)}
         finally:
             con.close()
-        assert row is not None
         return {
             "key": row[0],
             "path": str(path),
@@ -332,24 +484,27 @@ class Projections:
         }
 
     def get(self, key: str) -> Projection:
-        info = self.show(key)
+        """The built projection ``key`` (or a prefix), checked to be the file the lake built."""
+        path = self._find(key)
+        info = self._show(path)
         if "error" in info:
             raise ProjectionError(f"projection {key}: cannot be opened ({info['error']}); drop it and build again")
         return Projection(
             info["key"],
-            Path(info["path"]),
+            path,
             info["spec"],
             info["inputs"],
             info["params"],
             reused=True,
             relations=sorted(info["relations"]),
+            record=self._checked(path),
         )
 
     def _find(self, key: str) -> Path:
         key = key.strip()
         if not re.fullmatch(r"[0-9a-f]{6,64}", key):
             raise ProjectionError(f"not a projection key: {key!r} (see: lake projection list)")
-        found = sorted(self.dir.glob(f"{key}*.duckdb"))
+        found = [p for p in self._files() if p.name.startswith(key)]
         if not found:
             raise ProjectionError(f"no projection {key!r} (see: lake projection list)")
         if len(found) > 1:
@@ -358,21 +513,36 @@ class Projections:
             )
         return found[0]
 
+    def _files(self) -> builtins.list[Path]:
+        """The projection files maintenance may touch: regular ``<64 hex>.duckdb`` files in a real
+        ``projections/`` folder. A symlink (to a file or a folder out of the lake) is never followed."""
+        files, self.left_alone = safe_entries(self.lake.root, "projections", _FILE)
+        return files
+
     def drop(self, key: str | None = None) -> builtins.list[str]:
-        """Delete one projection (by key or prefix) or, with ``key=None``, all of them. Nothing is lost."""
-        paths = [self._find(key)] if key is not None else sorted(self.dir.glob("*.duckdb"))
+        """Delete one projection (by key or prefix) or, with ``key=None``, all of them (also files the lake
+        did not build). Nothing is lost: building again gives the same answers. Only regular files of the
+        lake's own names are removed: what else lies in ``projections/`` (symlinks included) stays, and
+        :attr:`left_alone` says why."""
+        paths = [self._find(key)] if key is not None else self._files()
+        self.lake.require_writable("projection drop")
         for p in paths:
-            p.unlink(missing_ok=True)
-            p.with_name(p.name + ".wal").unlink(missing_ok=True)
+            for f in (p, p.with_name(p.name + ".wal")):
+                reason = remove_file(self.lake.root, f)
+                if reason is not None and f.name.endswith(".duckdb"):
+                    raise ProjectionError(f"{f}: {reason}")
+        _integrity.delete(self.lake.db, None if key is None else [p.stem for p in paths])
         return [p.stem for p in paths]
 
 
 class Lake(_StoreLake):
     """A lake with projections: ``lake.projection(spec, inputs, params)``. Open with ``Lake.open(path)``."""
 
+    _scratch: _Scratch | None = None
+
     @property
     def projections(self) -> Projections:
-        return Projections(self)
+        return Projections(self, self._scratch)
 
     def projection(self, spec: str, inputs: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> Projection:
         """Build (or reuse) the projection of ``spec`` over ``inputs`` ({role: ref or [refs]}).
@@ -383,3 +553,23 @@ class Lake(_StoreLake):
             p.arrow("SELECT symbol, count(*) FROM ohlcv GROUP BY symbol")
         """
         return self.projections.build(spec, inputs, params)
+
+    @contextmanager
+    def scratch_projections(self) -> Iterator[None]:
+        """Inside, every projection is built afresh from the verified objects in ``tmp/`` (the cache is
+        neither read nor written) and removed on exit: what ``reproduce`` runs on."""
+        outer, self._scratch = self._scratch, _Scratch()
+        try:
+            yield
+        finally:
+            assert self._scratch is not None
+            self._scratch.discard()
+            self._scratch = outer
+
+    def verify(self, refs: Any = None, **kwargs: Any) -> VerifyReport:
+        """The store's verify; with no ``refs`` (the whole lake) it also hashes every projection file
+        against its record (``foreign`` and ``changed`` problems)."""
+        report = super().verify(refs, **kwargs)
+        if refs is not None:
+            return report
+        return replace(report, problems=[*report.problems, *_integrity.verify_projections(self)])

@@ -114,13 +114,20 @@ def load_spec(path: Path) -> Spec:
         raise fail(f"'name' must be {path.stem!r}, the file's name")
     if not isinstance(raw.get("version"), int):
         raise fail("'version' must be an integer")
+    inputs, params_raw, relations = raw.get("inputs", []), raw.get("params", {}), raw.get("relations", [])
+    if not isinstance(inputs, list) or not all(isinstance(r, dict) for r in inputs):
+        raise fail(f"'inputs' must be a list of [[inputs]] tables (role, type), not {inputs!r}")
+    if not isinstance(params_raw, dict) or not all(isinstance(p, dict) for p in params_raw.values()):
+        raise fail("'params' must be a table of [params.NAME] tables (type, default, description)")
+    if not isinstance(relations, list) or not all(isinstance(r, str) and r for r in relations):
+        raise fail(f"'relations' must be a list of table names, not {relations!r}")
     roles = []
-    for i, r in enumerate(raw.get("inputs", [])):
+    for i, r in enumerate(inputs):
         if not isinstance(r.get("role"), str) or not r["role"].isidentifier() or not isinstance(r.get("type"), str):
             raise fail(f"inputs[{i}] needs 'role' (an identifier) and 'type'")
         roles.append(Role(r["role"], r["type"], bool(r.get("many", False))))
     params = []
-    for name, p in sorted(raw.get("params", {}).items()):
+    for name, p in sorted(params_raw.items()):
         if not name.isidentifier() or p.get("type") not in PARAM_TYPES:
             raise fail(f"params.{name}: name must be an identifier and type one of {', '.join(PARAM_TYPES)}")
         params.append(Param(name, p["type"], p.get("default", ""), str(p.get("description", ""))))
@@ -133,7 +140,7 @@ def load_spec(path: Path) -> Spec:
         description=str(raw.get("description", "")).strip(),
         inputs=tuple(roles),
         params=tuple(params),
-        relations=tuple(raw.get("relations", [])),
+        relations=tuple(relations),
         sql=sql,
         source=str(path),
     )

@@ -321,3 +321,34 @@ def test_a_killed_build_leaves_staging_that_gc_removes(plake):
     assert plake.gc().removed == []  # its builder still holds the lock
     lock.close()
     assert sorted(plake.gc().removed) == sorted([str(lock.path), str(db)])
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("inputs = 5", "'inputs' must be a list of [[inputs]] tables (role, type), not 5"),
+        ('params = "x"', "'params' must be a table of [params.NAME] tables (type, default, description)"),
+        ("relations = [1]", "'relations' must be a list of table names, not [1]"),
+    ],
+)
+def test_malformed_lake_specs_are_one_line(plake, two_parts, body, says):
+    spec_dir = plake.root / "projections" / "specs"
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    (spec_dir / "bad.toml").write_text(f'name = "bad"\nversion = 1\n{body}\nsql = "SELECT 1 AS x"\n')
+    r = CliRunner().invoke(lake_cli, ["--lake", str(plake.root), "projection", "build", "bad"])
+    assert r.exit_code == 2
+    assert r.stderr.strip() == f"error: projection spec {spec_dir / 'bad.toml'}: {says}"
+
+
+def test_special_files_are_named_for_what_they_are(lake, tmp_path):
+    import os
+
+    from artifact_lake.artifact_store import InvalidInput
+
+    os.mkfifo(tmp_path / "pipe.parquet")
+    with pytest.raises(InvalidInput, match=r"pipe.parquet: is a FIFO \(named pipe\), not a file"):
+        lake.publish(tmp_path / "pipe.parquet", "ohlcv")
+    with pytest.raises(InvalidInput, match="/dev/zero: is a character device, not a file"):
+        lake.publish("/dev/zero", "ohlcv")
+    with pytest.raises(InvalidInput, match="nothing.parquet: no such file"):
+        lake.publish(tmp_path / "nothing.parquet", "ohlcv")
