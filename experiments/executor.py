@@ -4,8 +4,13 @@ results with lineage, and record the run.
 Invariants:
 * Results are functions of the inputs, the spec and the code: no clock, no paths, stable row orders
   (combination, then symbol, then time). The run record holds the timings.
-* Every result table is checked against its schema before any is published, so a failure publishes
-  nothing. Each result gets an edge from every frozen input, tagged with the run id.
+* Every result table is checked against its schema before any is published. All results and the run's
+  ``succeeded`` status commit in one manifest transaction (``artifact_store.batch.publish_many``): a run that
+  fails, fills the disk or is killed publishes none of them, and every result's edges name a succeeded run.
+  Each result gets an edge from every frozen input, tagged with the run id.
+* A run holds its lock (``tracker.run_lock``) from before its row exists until its final status is
+  committed, so a run whose process died reads as ``interrupted``.
+* Input that never could run (a crafted policy) is refused by :func:`precheck` before a run is recorded.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ METRIC_COLUMNS = (
     "final_equity",
     "total_return",
     "n_trades",
+    "open_trades",
     "max_drawdown",
     "sharpe",
     "sortino",
@@ -175,7 +181,8 @@ def _signal_backtests(
                 equity[key].append(col)
             m = {"combo": c, "symbol": symbol}
             m.update({k: float(res.metrics[k]) for k in METRIC_COLUMNS})
-            m["n_trades"] = int(res.metrics["n_trades"])
+            m["n_trades"] = int(res.metrics["n_trades"])  # closed trades (backtesting.py's "# Trades")
+            m["open_trades"] = int(res.metrics["open_trades"])  # a position still open at the last bar
             m.update({k: combo[k] for k in spec.swept})
             metrics.append(m)
             done += 1
@@ -346,6 +353,7 @@ def _alert_replay(
         m = {"combo": c, "symbol": "*"}
         m.update({k2: float(v) for k2, v in out["metrics"].items()})
         m["n_trades"] = int(out["metrics"]["n_trades"])
+        m["open_trades"] = 0  # alert replay closes every position at the last bar (exit reason "end")
         m.update({k2: combo[k2] for k2 in spec.swept})
         metrics.append(m)
         if progress is not None:
@@ -387,8 +395,20 @@ def _device(spec: ExperimentSpec) -> str:
     return pick_device(ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).device).type
 
 
+def precheck(lake: Lake, spec: ExperimentSpec) -> None:
+    """Refuse, before any run is recorded, input that never could run (a crafted policy)."""
+    if spec.kind == "backtest" and spec.doc.get("strategy", {}).get("name") == "policy":
+        from .train import check_policy
+
+        check_policy(lake, spec.inputs["policy"], spec.doc.get("execution", {}))
+
+
 def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | None = None) -> tracker.Run:
-    """Run experiment ``ref`` and publish its results; reuse a succeeded run of the same code unless ``force``."""
+    """Run experiment ``ref`` and publish its results; reuse a succeeded run of the same code unless ``force``.
+
+    The results and the run's ``succeeded`` status commit in one transaction: a run that fails, runs out of
+    disk or is killed publishes none of them (a killed one shows as ``interrupted``).
+    """
     events = openlineage.run_events(lake)  # before any work: configured without the extra, the lake stays unchanged
     exp = tracker.get_experiment(lake.db, ref)
     if not force:
@@ -400,56 +420,90 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
                 )
                 if present:
                     return tracker.Run(**{**run.to_dict(), "reused": True})
-    run = tracker.new_run(lake.db, exp.id, device=_device(exp.spec))
-    frozen = sorted({i for ids in exp.spec.inputs.values() for i in ids})
-    events.start(f"experiment/{exp.spec.name}", run_id=run.id, inputs=frozen)
-    started = time.perf_counter()
-    try:
-        computed = compute(lake, exp.spec, progress)
-        t0 = time.perf_counter()
-        tables = conform_results(lake, computed.tables)
-        inputs = sorted({i for ids in exp.spec.inputs.values() for i in ids})
-        results = {}
-        for role, table in tables.items():
-            meta: dict[str, Any] = {"experiment": exp.id, "role": role}
-            if role == "policy":
-                from .train import policy_meta
-
-                meta.update(policy_meta(exp.spec))
-            rec = lake.publish(
-                table, RESULT_TYPES[role], name=f"exp/{exp.spec.name}/{role}", inputs=inputs, meta=meta, run=run.id
+    precheck(lake, exp.spec)
+    lake.require_writable("experiments execute")
+    device = _device(exp.spec)
+    with tracker.run_lock(lake.root) as lock:
+        run = tracker.new_run(lake.db, exp.id, device=device, lock=lock)
+        frozen = sorted({i for ids in exp.spec.inputs.values() for i in ids})
+        events.start(f"experiment/{exp.spec.name}", run_id=run.id, inputs=frozen)
+        started = time.perf_counter()
+        try:
+            computed = compute(lake, exp.spec, progress)
+            done = _publish(lake, exp, run.id, computed, started)
+        except LakeError as exc:
+            tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started, error=str(exc))
+            events.fail(exc)
+            raise
+        except Exception as exc:
+            tracker.finish_run(
+                lake.db,
+                run.id,
+                status="failed",
+                duration=time.perf_counter() - started,
+                error=f"{type(exc).__name__}: {exc}",
             )
-            results[role] = rec.id
-        computed.timings["publish"] = time.perf_counter() - t0
-    except LakeError as exc:
-        tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started, error=str(exc))
-        events.fail(exc)
-        raise
-    except Exception as exc:
-        tracker.finish_run(
-            lake.db,
-            run.id,
-            status="failed",
-            duration=time.perf_counter() - started,
-            error=f"{type(exc).__name__}: {exc}",
-        )
-        events.fail(exc)
-        raise
-    done = tracker.finish_run(
-        lake.db,
-        run.id,
-        status="succeeded",
-        duration=time.perf_counter() - started,
-        results=results,
-        timings=computed.timings,
-    )
+            events.fail(exc)
+            raise
     # after the commit: a lost COMPLETE event is a warning, never lost results
-    events.complete([(i, f"exp/{exp.spec.name}/{role}") for role, i in results.items()])
+    events.complete([(i, f"exp/{exp.spec.name}/{role}") for role, i in done.results.items()])
     return done
 
 
-def create(lake: Lake, raw: dict[str, Any], *, name: str | None = None) -> tuple[tracker.Experiment, bool]:
-    """Check and freeze a raw spec and record the experiment (idempotent)."""
+def _publish(lake: Lake, exp: tracker.Experiment, run_id: str, computed: Computed, started: float) -> tracker.Run:
+    """Every result and the run's success in one manifest transaction."""
+    from artifact_lake.artifact_store.batch import Item, publish_many
+
+    t0 = time.perf_counter()
+    tables = conform_results(lake, computed.tables)
+    inputs = sorted({i for ids in exp.spec.inputs.values() for i in ids})
+    items = []
+    for role, table in tables.items():
+        meta: dict[str, Any] = {"experiment": exp.id, "role": role}
+        if role == "policy":
+            from .train import policy_meta
+
+            meta.update(policy_meta(exp.spec))
+        items.append(Item(table, RESULT_TYPES[role], name=f"exp/{exp.spec.name}/{role}", inputs=inputs, meta=meta))
+    roles = list(tables)
+
+    def record_success(published: list[Any]) -> None:
+        results = {role: rec.id for role, rec in zip(roles, published, strict=True)}
+        computed.timings["publish"] = time.perf_counter() - t0
+        tracker.finish_run(
+            lake.db,
+            run_id,
+            status="succeeded",
+            duration=time.perf_counter() - started,
+            results=results,
+            timings=computed.timings,
+            in_tx=True,
+        )
+        tracker.claim_results(lake.db, run_id, results.values(), inputs)
+
+    publish_many(lake, items, run=run_id, in_transaction=record_success)
+    return tracker.get_run(lake.db, run_id)
+
+
+def create(
+    lake: Lake,
+    raw: dict[str, Any],
+    *,
+    name: str | None = None,
+    replace: bool = False,
+    max_combinations: int | None = None,
+) -> tuple[tracker.Experiment, bool]:
+    """Check and freeze a raw spec and record the experiment (idempotent).
+
+    A name held by an experiment of a different spec is refused unless ``replace``; a sweep of more than
+    ``max_combinations`` (default :data:`spec.MAX_COMBINATIONS`) combinations is refused before it is expanded.
+    """
     from .spec import freeze
 
-    return tracker.put_experiment(lake.db, freeze(raw, lake, name=name))
+    spec = freeze(raw, lake, name=name, max_combinations=max_combinations)
+    if lake.read_only:  # the spec was checked first: a bad one is named as such, even here
+        known = lake.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'experiments'").fetchone()
+        if known and lake.db.execute("SELECT 1 FROM experiments WHERE id = ?", (spec.id,)).fetchone():
+            return tracker.get_experiment(lake.db, spec.id), False
+        lake.require_writable("experiments create")
+    return tracker.put_experiment(lake.db, spec, replace=replace)

@@ -3,6 +3,10 @@ again without writing anything to the lake's history, and compare every result i
 
 Identical ids prove a bit-identical rerun (ids hash the logical content). Otherwise the report says, per
 artifact, which columns differ, the first row that differs, and how the code versions of the two runs differ.
+
+The stored results are checked too: each recorded result must still be in the lake with bytes that hash as
+recorded and content that hashes to its id. A result that is missing or changed fails the reproduction
+(``stored`` says which), even when the rerun's ids equal the recorded ones.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from artifact_lake.artifact_store import CorruptArtifact, NotFound
 from artifact_lake.artifact_store.hashing import column_digest, content_id
+from artifact_lake.artifact_store.objects import object_path
 
 from . import tracker
 from .errors import NotFoundExperiment
@@ -33,10 +38,12 @@ class ArtifactDiff:
     """Columns whose values differ (or that exist on one side only, marked + / -)."""
     first_row: int | None = None
     detail: str = ""
+    stored: str = "intact"
+    """The recorded result in this lake: ``intact``, ``missing`` (no row or no object) or ``changed``."""
 
     @property
     def identical(self) -> bool:
-        return self.recorded == self.reproduced
+        return self.recorded == self.reproduced and self.stored == "intact"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +54,7 @@ class ArtifactDiff:
             "columns": self.columns,
             "first_row": self.first_row,
             "detail": self.detail,
+            "stored": self.stored,
         }
 
 
@@ -62,6 +70,15 @@ class Report:
     @property
     def identical(self) -> bool:
         return all(a.identical for a in self.artifacts)
+
+    @property
+    def summary(self) -> str:
+        """One line for a failed reproduction: the first stored result that is missing or changed, else the
+        general difference."""
+        for a in self.artifacts:
+            if a.stored != "intact":
+                return f"the stored result {a.role} {a.recorded[:12]} of run {self.run[:12]} is {a.stored}: {a.detail}"
+        return f"reproduced results differ from run {self.run[:12]}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,12 +122,31 @@ def _first_difference(old: pa.Table, new: pa.Table, column: str) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
+def _stored(lake: Lake, recorded: str) -> tuple[pa.Table | None, str, str]:
+    """(table, state, detail) of a recorded result as this lake holds it: its bytes checked against the recorded
+    file hash and its content against its id."""
+    row = lake.db.execute("SELECT type, schema_version FROM artifacts WHERE id = ?", (recorded,)).fetchone()
+    if not recorded or row is None:
+        return None, "missing", "the manifest has no such artifact (run: lake verify)"
+    try:
+        old = lake.read(recorded)
+    except CorruptArtifact as exc:
+        there = object_path(lake.root, recorded).is_file()
+        return None, ("changed" if there else "missing"), str(exc)
+    got = content_id(old, row["type"], row["schema_version"])
+    if got != recorded:
+        return None, "changed", f"its content hashes to {got[:16]}..., not to its id (run: lake verify)"
+    return old, "intact", ""
+
+
 def _diff(lake: Lake, role: str, recorded: str, table: pa.Table) -> ArtifactDiff:
     schema = lake.registry.get(RESULT_TYPES[role])
     new_id = content_id(table, schema.name, schema.version)
+    old, state, problem = _stored(lake, recorded)
+    if old is None:
+        return ArtifactDiff(role, recorded, new_id, detail=problem, stored=state)
     if new_id == recorded:
         return ArtifactDiff(role, recorded, new_id)
-    old = lake.read(recorded)
     cols = []
     first: int | None = None
     for name in old.column_names:
@@ -143,7 +179,10 @@ def reproduce(lake: Lake, ref: str) -> Report:
             if not lake.db.execute("SELECT 1 FROM artifacts WHERE id = ?", (artifact_id,)).fetchone():
                 raise CorruptArtifact(f"input {role} {artifact_id} of run {run.id[:12]} is not in this lake")
     t0 = time.perf_counter()
-    computed = compute(lake, exp.spec)
+    # never a cached projection: each is rebuilt from the verified objects in tmp/ and removed afterwards, so
+    # what is compared depends on the objects, the spec and the code only, never on a file someone may have edited
+    with lake.scratch_projections():
+        computed = compute(lake, exp.spec)
     tables = conform_results(lake, computed.tables)
     diffs = [_diff(lake, role, run.results.get(role, ""), tables[role]) for role in sorted(tables)]
     return Report(run.id, exp.id, run.code_version, tracker.code_version(), diffs, time.perf_counter() - t0)

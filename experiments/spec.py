@@ -4,6 +4,13 @@
 key), freezes every input reference to its full artifact id, and hashes the canonical JSON of the result:
 the experiment id. Execution settings keep only what the user wrote; defaults come from the code when the
 experiment runs, so a change of the simulator's defaults shows up when a result is reproduced.
+
+Rules checked at create, so that nothing that cannot run or cannot be published is recorded:
+* a name is one path component of letters, digits and ``. _ : = + -`` (results are named
+  ``exp/<name>/<role>``), at most 100 characters;
+* a sweep is counted, never expanded, and refused above ``max_combinations`` (:data:`MAX_COMBINATIONS`);
+* ``strategy.symbols`` (``env.symbol`` for training) must name symbols the ohlcv inputs hold;
+* a policy backtest's ``tensors`` input must fit the network its meta describes (see ``train.check_policy``).
 """
 
 from __future__ import annotations
@@ -11,8 +18,10 @@ from __future__ import annotations
 import difflib
 import itertools
 import json
+import math
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +34,9 @@ if TYPE_CHECKING:
     from artifact_lake.artifact_store import Lake
 
 KINDS = ("backtest", "train")
+MAX_COMBINATIONS = 10_000
+"""Default limit on a sweep's combinations at create (``--max-combinations`` raises it)."""
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=+-]{0,99}$")
 TOP_KEYS = {"name", "kind", "seed", "inputs", "strategy", "execution", "sweep", "env", "reward", "trainer"}
 
 # strategy name -> (required input roles, {param: (type, default)}); type is a tuple of accepted Python types
@@ -108,17 +120,24 @@ class ExperimentSpec:
     def inputs(self) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.doc["inputs"].items()}
 
-    def combos(self) -> list[dict[str, Any]]:
+    @property
+    def n_combos(self) -> int:
+        """How many combinations the sweep has, counted without expanding it."""
+        return math.prod(len(v) for v in self.doc.get("sweep", {}).values())
+
+    def iter_combos(self) -> Iterator[dict[str, Any]]:
         """One strategy-parameter dict per sweep combination (keys in sorted order; values as written)."""
         base = dict(self.doc.get("strategy", {}))
         sweep = self.doc.get("sweep", {})
         keys = sorted(sweep)
-        out = []
         for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
             combo = dict(base)
             combo.update(zip(keys, values, strict=True))
-            out.append(combo)
-        return out
+            yield combo
+
+    def combos(self) -> list[dict[str, Any]]:
+        """:meth:`iter_combos` as a list."""
+        return list(self.iter_combos())
 
     @property
     def swept(self) -> list[str]:
@@ -145,7 +164,19 @@ def load_spec_file(path: str | Path) -> dict[str, Any]:
     return parse_spec(text, str(p))
 
 
-def freeze(raw: Mapping[str, Any], lake: Lake, *, name: str | None = None) -> ExperimentSpec:
+def check_experiment_name(name: str) -> None:
+    """Refuse a name that cannot name results (``exp/<name>/<role>``) or a file: ``my exp``, ``../../etc``."""
+    if not NAME_RE.match(name) or ".." in name:
+        raise _fail(
+            "name",
+            f"{name!r} cannot name an experiment: use 1 to 100 letters, digits and . _ : = + - starting with a"
+            " letter or digit (no spaces, no '/', no '..')",
+        )
+
+
+def freeze(
+    raw: Mapping[str, Any], lake: Lake, *, name: str | None = None, max_combinations: int | None = None
+) -> ExperimentSpec:
     """Check every key of a raw spec and freeze its inputs to full artifact ids."""
     from artifact_lake.sim import Execution
 
@@ -160,6 +191,7 @@ def freeze(raw: Mapping[str, Any], lake: Lake, *, name: str | None = None) -> Ex
     if name is not None or raw.get("name") is not None:
         nm = name if name is not None else raw.get("name")
         _check_value("name", nm, (str,))
+        check_experiment_name(str(nm))
         doc["name"] = nm
     seed = raw.get("seed", 0)
     _check_value("seed", seed, (int,))
@@ -201,15 +233,61 @@ def freeze(raw: Mapping[str, Any], lake: Lake, *, name: str | None = None) -> Ex
             raise _fail(f"sweep.{key}", "must be a non-empty list of values")
         for v in values:
             _check_value(f"sweep.{key}", v, params[key][0])
+    limit = MAX_COMBINATIONS if max_combinations is None else max_combinations
+    count = math.prod(len(v) for v in sweep.values())
+    if count > limit:
+        shown = " x ".join(f"{len(sweep[k])} {k}" for k in sorted(sweep))
+        raise _fail(
+            "sweep",
+            f"{shown} make {count:,} combinations, more than the limit of {limit:,}"
+            " (raise it with --max-combinations, or sweep fewer values)",
+        )
     if sweep:
         doc["sweep"] = sweep
+    wanted: dict[str, list[str]] = {}
+    for key, lists in (
+        ("strategy.symbols", [strategy.get("symbols", [])]),
+        ("sweep.symbols", sweep.get("symbols", [])),
+    ):
+        for symbols in lists:
+            if not all(isinstance(x, str) and x for x in symbols) or len(set(symbols)) != len(symbols):
+                raise _fail(key, f"must list distinct symbol names, not {symbols!r}")
+            seen = wanted.setdefault(key, [])
+            seen += [x for x in symbols if x not in seen]
     doc["inputs"] = _freeze_inputs(raw.get("inputs"), roles, lake)
+    there = input_symbols(lake, doc["inputs"]["ohlcv"]) if any(wanted.values()) else []
+    for key, symbols in wanted.items():
+        missing = [x for x in symbols if x not in there]
+        if missing:
+            raise _fail(key, f"{', '.join(missing)} not in the ohlcv inputs ({', '.join(there)})")
     spec = ExperimentSpec(doc)
     from .strategies import check_combo
 
-    for combo in spec.combos():
+    for combo in spec.iter_combos():
         check_combo(combo)
+    if sname == "policy":
+        from .train import check_policy
+
+        check_policy(lake, doc["inputs"]["policy"], execution)
     return spec
+
+
+def input_symbols(lake: Lake, ohlcv_ids: list[str]) -> list[str]:
+    """The distinct symbols of the ohlcv artifacts (only their symbol column, from checked bytes)."""
+    import pyarrow.compute as pc
+
+    found: set[str] = set()
+    for artifact_id in ohlcv_ids:
+        found.update(pc.unique(lake.read(artifact_id, columns=["symbol"]).column("symbol")).to_pylist())
+    return sorted(found)
+
+
+def check_symbols(lake: Lake, ohlcv_ids: list[str], wanted: list[str], key: str) -> None:
+    """Refuse symbols the ohlcv inputs do not hold, naming them and the ones there are."""
+    there = input_symbols(lake, ohlcv_ids)
+    missing = [s for s in wanted if s not in there]
+    if missing:
+        raise _fail(key, f"{', '.join(missing)} not in the ohlcv inputs ({', '.join(there)})")
 
 
 def _freeze_inputs(inputs: Any, roles: tuple[str, ...], lake: Lake) -> dict[str, list[str]]:
@@ -229,6 +307,8 @@ def _freeze_inputs(inputs: Any, roles: tuple[str, ...], lake: Lake) -> dict[str,
         refs = [refs] if isinstance(refs, str) else refs
         if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
             raise _fail(f"inputs.{role}", "must be a reference or a list of references")
+        if role == "policy" and len(refs) != 1:
+            raise _fail("inputs.policy", f"a policy backtest takes one policy, not {len(refs)}")
         ids = []
         for ref in refs:
             try:

@@ -76,6 +76,16 @@ def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, f
         raise SpecError(f"spec: {exc}") from exc
     doc.update({"env": env, "reward": reward, "execution": execution, "trainer": trainer})
     doc["inputs"] = freeze_inputs(raw.get("inputs"), ("ohlcv",), lake)
+    from .spec import check_symbols, input_symbols
+
+    if "symbol" in env:
+        check_symbols(lake, doc["inputs"]["ohlcv"], [env["symbol"]], "env.symbol")
+    else:
+        there = input_symbols(lake, doc["inputs"]["ohlcv"])
+        if len(there) != 1:
+            raise SpecError(
+                f"spec key 'env.symbol': the ohlcv inputs hold {', '.join(there)}; name the one to train on"
+            )
     return doc
 
 
@@ -187,6 +197,7 @@ def compute_train(lake: Lake, spec: ExperimentSpec, progress: Any, timings: dict
             }
         )
         m["n_trades"] = int(res.metrics["n_trades"])
+        m["open_trades"] = int(res.metrics["open_trades"])
         metrics.append(m)
     timings["validate"] = time.perf_counter() - t0
     return {"policy": policy, "training_curve": curve, "metrics": pa.Table.from_pylist(metrics)}
@@ -210,23 +221,83 @@ def policy_meta(spec: ExperimentSpec) -> dict[str, Any]:
     }
 
 
-def load_policy(lake: Lake, policy_id: str) -> tuple[Any, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
-    """The agent, its settings and its normalisation statistics, from a ``tensors`` artifact: no code runs."""
-    require_torch()
-    from artifact_lake.sim.policy import from_rows, load_agent
+MAX_HIDDEN = 1 << 16
+"""Widest hidden layer a stored policy may declare (its tensors must still match it exactly)."""
 
-    art = lake.get(policy_id)
-    meta = art.meta
+
+def _policy_settings(policy_id: str, meta: Mapping[str, Any]) -> tuple[Any, int, tuple[int, ...], tuple[int, ...]]:
+    """(env config, obs_dim, nvec, hidden) a policy's meta describes, each key checked; nothing allocated."""
+    where = f"policy {policy_id[:12]}"
     if "env" not in meta or "hidden" not in meta:
         raise SpecError(f"artifact {policy_id[:12]} is a tensors artifact but not a policy (its meta lacks env/hidden)")
-    arrays = from_rows(lake.read(policy_id).to_pydict())
-    cfg = env_config(meta["env"], meta.get("reward", {}), meta.get("execution", {}))
+    hidden = meta["hidden"]
+    if (
+        not isinstance(hidden, list)
+        or not hidden
+        or not all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= MAX_HIDDEN for h in hidden)
+    ):
+        raise SpecError(f"{where}: meta key 'hidden' must list layer sizes from 1 to {MAX_HIDDEN}, not {hidden!r}")
+    for key in ("env", "reward", "execution"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise SpecError(f"{where}: meta key {key!r} must be a table, not {meta[key]!r}")
+    try:
+        cfg = env_config(dict(meta["env"]), dict(meta.get("reward", {})), dict(meta.get("execution", {})))
+    except (ValueError, TypeError) as exc:
+        raise SpecError(f"{where}: meta key 'env': {exc}") from exc
     nvec: tuple[int, ...] = (3, len(cfg.sizes), len(cfg.presets))
     if cfg.action_space == "discrete":
         nvec = (3 * len(cfg.sizes) * len(cfg.presets),)
     obs_dim = cfg.window * len(cfg.features) + 4
+    return cfg, obs_dim, nvec, tuple(hidden)
+
+
+def _policy_arrays(
+    lake: StoreLake, policy_id: str
+) -> tuple[dict[str, Any], Any, int, tuple[int, ...], tuple[int, ...], dict[str, np.ndarray]]:
+    from artifact_lake.sim.policy import check_rows, param_shapes
+
+    meta = lake.get(policy_id).meta
+    cfg, obs_dim, nvec, hidden = _policy_settings(policy_id, meta)
+    expected = param_shapes(obs_dim, nvec, hidden)
+    n_features = len(cfg.features)
+    expected |= {"norm.mean": (n_features,), "norm.std": (n_features,)}
     try:
-        agent = load_agent(arrays, obs_dim, nvec, tuple(meta["hidden"]))
+        arrays = check_rows(lake.read(policy_id).to_pydict(), expected)
+        if not (arrays["norm.std"] > 0).all():
+            raise ValueError("tensor norm.std: must be > 0")
+    except ValueError as exc:
+        raise SpecError(f"policy {policy_id[:12]}: {exc}") from exc
+    return meta, cfg, obs_dim, nvec, hidden, arrays
+
+
+def check_policy(lake: StoreLake, policy_ids: list[str], execution: Mapping[str, Any]) -> None:
+    """Refuse a ``tensors`` input that is not a policy this code can run (with the spec's ``execution``), in
+    one line naming the tensor or meta key, before a network is built: so before any large allocation and
+    before a run is recorded."""
+    require_torch()
+    if len(policy_ids) != 1:
+        raise SpecError(f"spec key 'inputs.policy': a policy backtest takes one policy, not {len(policy_ids)}")
+    meta = _policy_arrays(lake, policy_ids[0])[0]
+    _backtest_config(meta, execution)
+
+
+def _backtest_config(meta: Mapping[str, Any], execution: Mapping[str, Any]) -> Any:
+    """The environment a policy backtest runs: the policy's, with the spec's execution settings on top."""
+    merged = {**meta.get("execution", {}), **execution}
+    try:
+        return env_config(dict(meta["env"]), dict(meta.get("reward", {})), merged)
+    except (ValueError, TypeError) as exc:
+        raise SpecError(f"spec key 'execution': this policy cannot run with it: {exc}") from exc
+
+
+def load_policy(lake: Lake, policy_id: str) -> tuple[Any, dict[str, Any], tuple[np.ndarray, np.ndarray]]:
+    """The agent, its settings and its normalisation statistics, from a ``tensors`` artifact: no code runs."""
+    require_torch()
+    from artifact_lake.sim.policy import load_agent
+
+    meta, _, obs_dim, nvec, hidden, arrays = _policy_arrays(lake, policy_id)
+    try:
+        agent = load_agent(arrays, obs_dim, nvec, hidden)
     except ValueError as exc:
         raise SpecError(f"policy {policy_id[:12]}: {exc}") from exc
     return agent, meta, (arrays["norm.mean"], arrays["norm.std"])
@@ -241,9 +312,7 @@ def policy_backtests(lake: Lake, spec: ExperimentSpec, bars: dict[str, Any]) -> 
 
     policy_id = spec.inputs["policy"][0]
     agent, meta, norm = load_policy(lake, policy_id)
-    execution = dict(meta.get("execution", {}))
-    execution.update(spec.doc.get("execution", {}))
-    cfg = env_config(meta["env"], meta.get("reward", {}), execution)
+    cfg = _backtest_config(meta, spec.doc.get("execution", {}))
     out = []
     for symbol, b in bars.items():
         market = Market(b, cfg, norm=norm)

@@ -639,7 +639,8 @@ def simulate_nb(
     n_closed = bk[_NCLOSED]
     metrics[0] = eq
     metrics[1] = eq / cash0 - 1.0
-    metrics[2] = n_tr
+    metrics[2] = n_closed  # closed trades, as backtesting.py's "# Trades"; the open one is counted apart
+    metrics[13] = 1.0 if pos != 0.0 else 0.0
     metrics[3] = bk[_WINS] / n_closed if n_closed > 0 else np.nan
     metrics[4] = bk[_GWIN] / bk[_GLOSS] if bk[_GLOSS] > 0 else (np.inf if bk[_GWIN] > 0 else np.nan)
     metrics[7] = bk[_EXPOSED] / n if n > 0 else 0.0

@@ -1,10 +1,16 @@
 """Policies as plain tensors: export a trained agent to rows (name, dtype, shape, bytes) and rebuild it
 from them with ``torch.frombuffer``. Nothing stored is ever unpickled or executed, so a policy from someone
 else's lake is data, not code. Also: the greedy rollout that backtests a policy on any stretch of bars.
+
+A policy is anyone's input: :func:`check_rows` compares every tensor's dtype, shape and byte count with the
+network its settings describe (:func:`param_shapes`, pure arithmetic) before a value is decoded or a network
+is built, so a crafted policy is refused in one line naming the tensor, and never allocates more than it
+stores.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -16,6 +22,8 @@ from .ppo import Agent
 
 # every dtype the ``tensors`` artifact type allows (a test keeps the two lists equal)
 DTYPES = ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
+ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8, "int8": 1, "int16": 2, "int32": 4, "int64": 8}
+ITEMSIZE |= {"uint8": 1, "bool": 1}
 
 
 def to_rows(agent: Agent, extra: dict[str, np.ndarray] | None = None) -> dict[str, list[Any]]:
@@ -34,12 +42,27 @@ def to_rows(agent: Agent, extra: dict[str, np.ndarray] | None = None) -> dict[st
     return rows
 
 
+def _check_row(name: Any, dtype: Any, shape: Any, data: Any) -> None:
+    """One tensor row's dtype, shape and byte count, before anything is decoded."""
+    if dtype not in DTYPES:
+        raise ValueError(f"tensor {name}: unsupported dtype {dtype!r}")
+    if not isinstance(shape, list | tuple) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise ValueError(f"tensor {name}: shape must be a list of whole numbers, not {shape!r}")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"tensor {name}: shape {list(shape)} has a negative size")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ValueError(f"tensor {name}: data must be bytes, not {type(data).__name__}")
+    want = math.prod(shape) * ITEMSIZE[dtype]  # Python ints: no overflow on absurd shapes
+    if len(data) != want:
+        raise ValueError(f"tensor {name}: {len(data)} bytes do not hold shape {list(shape)} of {dtype} ({want} bytes)")
+
+
 def from_rows(rows: dict[str, list[Any]]) -> dict[str, np.ndarray]:
-    """Arrays by name, checked against their declared dtype and shape."""
+    """Arrays by name, checked against their declared dtype, shape and byte count (float16 and bfloat16 are
+    widened to float32 exactly)."""
     out = {}
     for name, dtype, shape, data in zip(rows["name"], rows["dtype"], rows["shape"], rows["data"], strict=True):
-        if dtype not in DTYPES:
-            raise ValueError(f"tensor {name}: unsupported dtype {dtype!r}")
+        _check_row(name, dtype, shape, data)
         if dtype == "bfloat16":  # no numpy dtype: the top half of a float32, widened exactly
             bits = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
             arr = bits.view(np.float32)
@@ -49,6 +72,49 @@ def from_rows(rows: dict[str, list[Any]]) -> dict[str, np.ndarray]:
             raise ValueError(f"tensor {name}: {arr.size} values do not fill shape {shape}")
         out[name] = arr.reshape(shape)
     return out
+
+
+def param_shapes(obs_dim: int, nvec: tuple[int, ...], hidden: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every parameter of ``Agent(obs_dim, nvec, hidden)`` as stored (``param.<key>``),
+    computed without building it (a test keeps it equal to the real state dict)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for net, out in (("critic", 1), ("actor", sum(nvec))):
+        width = obs_dim
+        k = 0
+        for h in (*hidden, out):
+            shapes[f"param.{net}.{k}.weight"] = (h, width)
+            shapes[f"param.{net}.{k}.bias"] = (h,)
+            width = h
+            k += 2  # each hidden Linear is followed by a Tanh
+    return shapes
+
+
+def check_rows(rows: dict[str, list[Any]], expected: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """The ``expected`` tensors of ``rows`` decoded, once every row's dtype, shape and bytes are checked and
+    every expected tensor is there with its exact shape; floats must be finite. Raises ValueError naming the
+    first tensor that is wrong. Other tensors (not ``param.*``) are ignored."""
+    names = rows.get("name", [])
+    by_name = {}
+    for i, name in enumerate(names):
+        if name in by_name:
+            raise ValueError(f"tensor {name}: stored twice")
+        by_name[name] = i
+    for name, i in by_name.items():
+        _check_row(name, rows["dtype"][i], rows["shape"][i], rows["data"][i])
+        if str(name).startswith("param.") and name not in expected:
+            raise ValueError(f"tensor {name}: not a parameter of the network its settings describe")
+    for name, shape in expected.items():
+        if name not in by_name:
+            raise ValueError(f"tensor {name}: missing")
+        got = tuple(rows["shape"][by_name[name]])
+        if got != shape:
+            raise ValueError(f"tensor {name}: shape {list(got)}, expected {list(shape)} from the policy's settings")
+    picked = {k: [rows[k][by_name[n]] for n in expected] for k in ("name", "dtype", "shape", "data")}
+    arrays = from_rows(picked)
+    for name, arr in arrays.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ValueError(f"tensor {name}: holds NaN or infinite values")
+    return arrays
 
 
 def load_agent(arrays: dict[str, np.ndarray], obs_dim: int, nvec: tuple[int, ...], hidden: tuple[int, ...]) -> Agent:

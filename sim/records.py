@@ -84,7 +84,8 @@ trade_dt = np.dtype(
 )
 assert trade_dt.itemsize == 88
 
-# Summary metrics computed inside the kernel, in this order (one float64 each).
+# Summary metrics computed inside the kernel, in this order (one float64 each). ``n_trades`` counts closed
+# trades, as backtesting.py's ``# Trades`` does; a position still open at the end is ``open_trades`` (0 or 1).
 METRIC_NAMES = (
     "final_equity",
     "total_return",
@@ -99,5 +100,6 @@ METRIC_NAMES = (
     "std_return",
     "downside_std",
     "fees",
+    "open_trades",
 )
 N_METRICS = len(METRIC_NAMES)

@@ -61,6 +61,15 @@ def test_same_trades_and_final_equity_as_backtesting_py():
     np.testing.assert_allclose(res.equity, stats["_equity_curve"]["Equity"].values, rtol=1e-9)
 
 
+def test_n_trades_counts_closed_trades_like_the_peers_trades_count_and_the_open_one_apart():
+    stats = _peer()
+    res = _ours()
+    assert res.metrics["n_trades"] == stats["# Trades"] == len(stats["_trades"])
+    assert res.metrics["open_trades"] == 1 and len(res.trades) == stats["# Trades"] + 1
+    closed = _ours(close_at_end=True)
+    assert closed.metrics["n_trades"] == stats["# Trades"] + 1 and closed.metrics["open_trades"] == 0
+
+
 def test_open_trade_at_the_end_is_marked_like_the_peer_and_close_at_end_pays_the_exit_fee():
     marked = _ours()
     last = marked.trades[-1]
