@@ -409,7 +409,9 @@ def reproduce_report(report: Any) -> None:
     )
     c.print(f"code version: {code}")
     for a in report.artifacts:
-        if not a.identical:
+        if getattr(a, "stored", "intact") != "intact":
+            c.print(f"{a.role}: the stored result is {a.stored}: {a.detail}")
+        elif not a.identical:
             c.print(f"{a.role}: columns differ: {', '.join(a.columns) or '(none: types or row count)'}; {a.detail}")
     c.print(
         "identical: every result id matches" if report.identical else "DIFFERENT",

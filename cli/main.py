@@ -65,7 +65,51 @@ def lake_option(*, root: bool) -> click.Option:
 _COMMAND_LAKE = lake_option(root=False)
 
 
-class LakeCommand(click.Command):
+def _usage_line(exc: click.UsageError) -> str:
+    """A click usage error as one line (click prints usage, a hint and the error on three or four)."""
+    where = f" (see '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
+    return f"error: {' '.join(exc.format_message().split())}{where}"
+
+
+def check_out(ctx: click.Context, out: str) -> None:
+    """``--out FILE`` must be a file in an existing folder, never a file the lake keeps (objects, manifest, ...)."""
+    import os
+    from pathlib import Path
+
+    from artifact_lake.artifact_store.errors import InvalidInput
+    from artifact_lake.artifact_store.lake import default_path
+
+    path = Path(out)
+    if path.is_dir():
+        raise InvalidInput(f"--out {out}: is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InvalidInput(f"--out {out}: the folder {parent} does not exist")
+    root = default_path((ctx.obj or {}).get("lake")).resolve()
+    target = Path(os.path.realpath(path))
+    kept = [root / "objects", root / "projections", root / "tmp", root / "quarantine"]
+    if (
+        target.name.startswith("manifest.sqlite")
+        and target.parent == root
+        or any(target == k or k in target.parents for k in kept)
+    ):
+        raise InvalidInput(f"--out {out}: is inside the lake's own files ({root}); write it somewhere else")
+
+
+class _OneLineUsage(click.Command):
+    """Usage errors of parsing (a bad value, a missing argument) as one ``error:`` line, exit 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            click.echo(_usage_line(exc), err=True)
+            ctx.exit(exc.exit_code)
+
+
+class LakeCommand(_OneLineUsage):
     """A command that also takes ``--lake`` after its name, and completes references, types and specs."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -74,14 +118,22 @@ class LakeCommand(click.Command):
         if not any("--lake" in p.opts for p in self.params if isinstance(p, click.Option)):
             self.params.append(_COMMAND_LAKE)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        # every command's --out is checked the same way before any work (one line, nothing written)
+        if ctx.params.get("out"):
+            check_out(ctx, str(ctx.params["out"]))
+        return super().invoke(ctx)
 
-class LakeGroup(click.Group):
+
+class LakeGroup(_OneLineUsage, click.Group):
     """A group that turns lake errors into one line and an exit code; its commands take ``--lake`` too."""
 
     command_class = LakeCommand
     group_class = type  # sub-groups are LakeGroups as well
 
     def invoke(self, ctx: click.Context) -> Any:
+        import errno
+
         from artifact_lake.schemas.errors import LakeError
 
         try:
@@ -89,9 +141,23 @@ class LakeGroup(click.Group):
         except LakeError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            click.echo(_usage_line(exc), err=True)
+            ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.EROFS:
+                where = f" {exc.filename}" if exc.filename else ""
+                click.echo(f"error: read-only file system: cannot write{where}", err=True)
+                ctx.exit(2)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                # the machine, not the input and not a bug: nothing is half-registered (publishes commit last)
+                where = f" {exc.filename}" if exc.filename else ""
+                click.echo(f"error: disk full while writing{where} ({exc.strerror})", err=True)
+                ctx.exit(2)
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", err=True)
@@ -106,7 +172,12 @@ def json_option(f: F) -> F:
 def open_lake(ctx: click.Context, *, create: bool = False) -> Lake:
     from artifact_lake.projections import Lake
 
-    lake = Lake.open(ctx.obj["lake"], create=create)
+    try:
+        lake = Lake.open(ctx.obj["lake"], create=create)
+    except (NotADirectoryError, FileExistsError, PermissionError) as exc:
+        from artifact_lake.artifact_store.errors import InvalidInput
+
+        raise InvalidInput(f"cannot open a lake at {ctx.obj['lake'] or '$LAKE_HOME or ./lake'}: {exc}") from exc
     ctx.call_on_close(lake.close)
     return lake
 
@@ -186,7 +257,9 @@ def publish_cmd(
         click.echo(rec.id)
         note = "deduplicated: already in the lake" if rec.deduplicated else f"stored {rec.rows:,} rows"
         where = f", {rec.name}@v{rec.version}" if rec.name else ""
-        click.echo(f"{note}{where}", err=True)
+        added = f"; meta added: {', '.join(rec.meta_added)}" if rec.meta_added else ""
+        kept = f"; meta kept (already set, meta is add-only): {', '.join(rec.meta_kept)}" if rec.meta_kept else ""
+        click.echo(f"{note}{where}{added}{kept}", err=True)
 
 
 @lake.command("show")
@@ -326,18 +399,35 @@ def lineage_cmd(ctx: click.Context, ref: str, direction: str, depth: int | None,
 def verify_cmd(ctx: click.Context, refs: tuple[str, ...], quick: bool, as_json: bool) -> None:
     """Recompute hashes of all (or the given) artifacts; report missing, changed and orphan objects.
 
-    Exits 1 when anything is wrong.
+    Without REFS it also checks the manifest (SQLite's integrity check and the lake's invariants) and lists
+    what it leaves alone in objects/ and tmp/ (symlinks, foreign files). Exits 1 when anything is wrong.
     """
-    from artifact_lake.artifact_store.errors import VerifyFailed
+    from artifact_lake.artifact_store.errors import ManifestDamaged, VerifyFailed
+    from artifact_lake.artifact_store.maintenance import damaged
     from artifact_lake.cli._render import console, emit_json
 
-    report = open_lake(ctx).verify(list(refs) or None, content=not quick)
+    try:
+        lk = open_lake(ctx)
+        report = lk.verify(list(refs) or None, content=not quick)
+        if not refs:  # runs whose process died before they finished (gc records them as interrupted)
+            from dataclasses import replace
+
+            from artifact_lake.artifact_store.records import Problem
+            from artifact_lake.experiments.tracker import interrupted_runs
+
+            dead = [Problem("run", r.id, "interrupted: its process died before it finished (lake gc records it)")
+                    for r in interrupted_runs(lk)]  # fmt: skip
+            report = replace(report, problems=[*report.problems, *dead])
+    except ManifestDamaged as exc:  # too damaged to open: that is verify's finding, not an error
+        report = damaged(exc)
     if as_json:
         emit_json(report.to_dict())
     else:
         c = console()
         for p in report.problems:
-            c.print(f"{p.kind:8} {p.subject}: {p.detail}", style="red")
+            c.print(f"{p.kind:8} {p.subject}: {p.detail}", style="red", markup=False, highlight=False)
+        for x in report.left_alone:
+            c.print(f"left alone {x.path}: {x.reason}", markup=False, highlight=False)
         c.print(
             f"checked {report.checked} artifact(s): " + ("ok" if report.ok else f"{len(report.problems)} problem(s)")
         )
@@ -347,19 +437,38 @@ def verify_cmd(ctx: click.Context, refs: tuple[str, ...], quick: bool, as_json: 
 
 @lake.command("gc")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@click.option(
+    "--grace", default="24h", show_default=True,
+    help="Keep orphan objects younger than this (0, 90s, 30m, 24h, 7d): a copy of a lake made without its "
+    "-wal file keeps the objects of its latest publishes.",
+)  # fmt: skip
 @json_option
 @click.pass_context
-def gc_cmd(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
-    """Remove orphan objects and stale staging files left by interrupted publishes."""
-    from artifact_lake.cli._render import emit_json, human_bytes
+def gc_cmd(ctx: click.Context, dry_run: bool, grace: str, as_json: bool) -> None:
+    """Remove orphan objects and stale staging files left by interrupted publishes.
 
-    report = open_lake(ctx).gc(dry_run=dry_run)
+    Holds the lake's write lock throughout (a busy lake is an error, never skipped), never follows a
+    symlink, removes only files of the names the lake makes, and lists what it leaves alone.
+    """
+    from artifact_lake.artifact_store.maintenance import parse_grace
+    from artifact_lake.cli._render import emit_json, human_bytes
+    from artifact_lake.experiments.tracker import interrupted_runs, mark_interrupted
+
+    lk = open_lake(ctx)
+    seconds = parse_grace(grace)
+    # a dead run's status first (that also frees its lock file), then the files it may have left
+    runs = interrupted_runs(lk) if dry_run else mark_interrupted(lk)
+    report = lk.gc(dry_run=dry_run, grace=seconds)
     if as_json:
-        emit_json(report.to_dict())
+        emit_json({**report.to_dict(), "interrupted": [r.id for r in runs]})
         return
+    for r in runs:
+        click.echo(f"{'would record' if dry_run else 'recorded'} run {r.id[:12]} as interrupted")
     verb = "would remove" if dry_run else "removed"
     for path in report.removed:
         click.echo(f"{verb} {path}")
+    for x in report.left_alone:
+        click.echo(f"left alone {x.path}: {x.reason}")
     click.echo(f"{verb} {len(report.removed)} file(s), {human_bytes(report.bytes)}")
 
 
@@ -455,7 +564,11 @@ def projection_drop_cmd(ctx: click.Context, key: str | None, drop_all: bool, as_
     "--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table", show_default=True
 )
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the result to this file.")
-@click.option("--publish", is_flag=True, help="Publish the result as an artifact with lineage from the inputs.")
+@click.option(
+    "--publish",
+    is_flag=True,
+    help="Publish the result as an artifact with lineage from the inputs (computed on one thread, in a fixed order).",
+)
 @click.option("--type", "type_", default="table", show_default=True, help="Artifact type for --publish.")
 @click.option("--name", default=None, help="Name for --publish.")
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
@@ -474,7 +587,11 @@ def query_cmd(
     name: str | None,
     as_json: bool,
 ) -> None:
-    """Run read-only SQL against a projection; render it, write it, or publish it as an artifact."""
+    """Run read-only SQL against a projection; render it, write it, or publish it as an artifact.
+
+    The SQL runs sandboxed: it sees only the projection's tables and cannot read or write files, attach
+    databases, load extensions or change settings. A projection that changed since the lake built it is refused.
+    """
     from artifact_lake.artifact_store.errors import InvalidInput
     from artifact_lake.cli._render import arrow_table, emit_json
 
@@ -486,7 +603,7 @@ def query_cmd(
         if key
         else lk.projection(spec or "", parse_inputs(inputs), parse_pairs(params, "--param"))
     )
-    result = proj.arrow(sql)
+    result = proj.arrow(sql, deterministic=publish)  # a published result must not vary with thread timing
     if publish:
         parents = sorted({i for ids in proj.inputs.values() for i in ids})
         rec = lk.publish(result, type_, name=name, inputs=parents, meta={"query": sql, "projection": proj.key})
@@ -726,14 +843,28 @@ def demo_cmd(ctx: click.Context, demo_lake: str | None, as_json: bool) -> None:
 @experiments.command("create")
 @click.argument("spec_file", type=click.Path(dir_okay=False))
 @click.option("--name", default=None, help="Name for people (overrides the spec's name).")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Move the name to this spec when another experiment holds it (that one keeps its id).",
+)
+@click.option(
+    "--max-combinations",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Refuse a sweep of more combinations than this (default 10000); counted, never expanded.",
+)
 @json_option
 @click.pass_context
-def exp_create_cmd(ctx: click.Context, spec_file: str, name: str | None, as_json: bool) -> None:
+def exp_create_cmd(
+    ctx: click.Context, spec_file: str, name: str | None, replace: bool, max_combinations: int | None, as_json: bool
+) -> None:
     """Check a spec, freeze its inputs to artifact ids and record it; prints the experiment id."""
     from artifact_lake.cli._render import emit_json
     from artifact_lake.experiments import create, load_spec_file
 
-    exp, created = create(open_lake(ctx), load_spec_file(spec_file), name=name)
+    raw = load_spec_file(spec_file)
+    exp, created = create(open_lake(ctx), raw, name=name, replace=replace, max_combinations=max_combinations)
     if as_json:
         emit_json(exp.to_dict() | {"created_now": created})
     else:
@@ -847,7 +978,7 @@ def _reproduce(ctx: click.Context, ref: str, as_json: bool) -> None:
     else:
         reproduce_report(report)
     if not report.identical:
-        raise NotReproduced(f"reproduced results differ from run {report.run[:12]}")
+        raise NotReproduced(report.summary)
 
 
 @lake.command("reproduce")

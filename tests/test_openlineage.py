@@ -21,7 +21,7 @@ from artifact_lake.artifact_store import openlineage
 from artifact_lake.artifact_store.ingest import backfill, import_file, ingest_alerts
 from artifact_lake.artifact_store.ingest.ccxt_source import ExchangeFailed
 from artifact_lake.artifact_store.samples import synthetic_ohlcv
-from artifact_lake.experiments import SpecError, create, execute, parse_spec, runs_of
+from artifact_lake.experiments import create, execute, parse_spec, runs_of
 from artifact_lake.projections import Lake
 from artifact_lake.schemas import ValidationError
 from artifact_lake.schemas.errors import LakeError
@@ -191,8 +191,14 @@ def test_a_run_emits_start_then_complete_with_frozen_inputs_and_published_result
 
 
 def test_a_failing_run_emits_fail_with_the_error_message(elake, events_file, registry):
-    exp, _ = create(elake, parse_spec(SPEC.replace('direction = "long"', 'direction = "long"\nsymbols = ["Z"]')))
-    with pytest.raises(SpecError, match="Z not in the ohlcv inputs"):
+    from artifact_lake.artifact_store import CorruptArtifact
+    from artifact_lake.artifact_store.objects import object_path
+
+    exp, _ = create(elake, parse_spec(SPEC))
+    lost = object_path(elake.root, elake.resolve("px"))  # the input goes missing between create and execute
+    lost.chmod(0o644)
+    lost.unlink()
+    with pytest.raises(CorruptArtifact) as failed:
         execute(elake, exp.id)
     run = runs_of(elake.db, exp.id)[0]
     events = read_events(events_file)
@@ -202,7 +208,7 @@ def test_a_failing_run_emits_fail_with_the_error_message(elake, events_file, reg
     fail = events[1]
     assert fail["run"]["runId"] == str(uuid.UUID(run.id)) and run.status == "failed"
     error = fail["run"]["facets"]["errorMessage"]
-    assert error["message"] == run.error and "Z not in the ohlcv inputs" in error["message"]
+    assert error["message"] == run.error and str(failed.value) in error["message"]
     assert error["programmingLanguage"] == "python" and "stackTrace" not in error  # a user error: no trace
     assert not fail.get("outputs")
 

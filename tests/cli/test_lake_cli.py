@@ -151,7 +151,7 @@ def test_verify_exits_1_on_problems_and_gc_cleans(run, pq_file):
     report = json.loads(run("verify", "--json").stdout)
     assert report["ok"] is False and report["problems"][0]["kind"] == "orphan"
     assert str(orphan) in run("gc", "--dry-run").stdout and orphan.exists()
-    assert json.loads(run("gc", "--json").stdout)["removed"] == [str(orphan)]
+    assert json.loads(run("gc", "--grace", "0", "--json").stdout)["removed"] == [str(orphan)]
     assert run("verify", "--quick").exit_code == 0
 
 
