@@ -1058,6 +1058,10 @@ def _attach_completion() -> None:
     walk(lake, _LAKE_COMPLETERS)
 
 
+# -- command modules of their own (each imports only click at the top; heavy imports inside the commands) ---------
+# Add one line per module here, e.g. `from . import _remote_cmds  # noqa: E402,F401` where the module registers its
+# commands with `@lake.command(...)` / `@experiments.command(...)` after `from .main import lake, experiments`.
+
 _attach_completion()
 
 
