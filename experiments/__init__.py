@@ -1,7 +1,16 @@
 """Experiments on frozen artifacts: create (idempotent), execute (results published with lineage),
 reproduce a result from its hash and prove the rerun is bit-identical."""
 
-from .errors import NotFoundExperiment, NotReproduced, SimError, SpecError
+from .errors import (
+    CodeChanged,
+    LookAhead,
+    NotFoundExperiment,
+    NotReproduced,
+    PluginError,
+    PluginGone,
+    SimError,
+    SpecError,
+)
 from .executor import Computed, compute, create, execute
 from .reproduce import ArtifactDiff, Report, find_run, reproduce
 from .spec import ExperimentSpec, freeze, load_spec_file, parse_spec
@@ -9,6 +18,10 @@ from .tracker import Experiment, Run, code_version, get_experiment, list_experim
 
 __all__ = [
     "ArtifactDiff",
+    "CodeChanged",
+    "LookAhead",
+    "PluginError",
+    "PluginGone",
     "Computed",
     "Experiment",
     "ExperimentSpec",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from artifact_lake.schemas.errors import LakeError
 from . import tracker
 from .errors import SimError, SpecError
 from .spec import ExperimentSpec
-from .strategies import SIGNAL_STRATEGIES, policy_params, signals
+from .strategies import policy_params, signal_plugin
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -68,6 +68,10 @@ class Computed:
 
     tables: dict[str, pa.Table]
     timings: dict[str, float]
+    code: dict[str, Any] = field(default_factory=dict)
+    """The user plugins it ran, by name: their :class:`plugins.Closure` (built-ins are the code version)."""
+    checks: dict[str, Any] = field(default_factory=dict)
+    """What the look-ahead guard checked (empty when no user plugin ran)."""
 
 
 def _verify(lake: Lake, spec: ExperimentSpec) -> None:
@@ -95,6 +99,22 @@ def _bars_by_symbol(lake: Lake, ohlcv_ids: list[str], only: list[str]) -> dict[s
     return out
 
 
+def _annualised(lake: Lake, spec: ExperimentSpec, bars: dict[str, Any], execution: Any) -> Any:
+    """``execution`` with its bars a year from the inputs' trading calendar, unless the spec sets them
+    (``[execution] periods_per_year``); 24/7 data keeps None: the simulator uses the bar spacing."""
+    import dataclasses
+
+    from artifact_lake.projections.calendars import calendar_of, periods_per_year
+    from artifact_lake.sim.engine import bar_seconds
+
+    if execution.periods_per_year is not None or not bars:
+        return execution
+    calendar = calendar_of(lake, spec.inputs["ohlcv"])
+    first = bars[min(bars)]
+    ppy = periods_per_year(calendar, bar_seconds(first.ts)) if len(first) > 1 else None
+    return dataclasses.replace(execution, periods_per_year=ppy)
+
+
 def compute(lake: Lake, spec: ExperimentSpec, progress: Progress | None = None) -> Computed:
     """Every result table of ``spec`` (nothing is published)."""
     timings: dict[str, float] = {}
@@ -107,7 +127,11 @@ def compute(lake: Lake, spec: ExperimentSpec, progress: Progress | None = None) 
         return Computed(compute_train(lake, spec, progress, timings), timings)
     strategy = spec.doc["strategy"]["name"]
     t0 = time.perf_counter()
-    if strategy in SIGNAL_STRATEGIES or strategy == "policy":
+    code: dict[str, Any] = {}
+    checks: dict[str, Any] = {}
+    if strategy == "alert_replay":
+        tables = _alert_replay(lake, spec, progress, timings)
+    else:
         bars = _bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
         timings["load"] = time.perf_counter() - t0
         if strategy == "policy":
@@ -116,28 +140,71 @@ def compute(lake: Lake, spec: ExperimentSpec, progress: Progress | None = None) 
             runs = dict(policy_backtests(lake, spec, bars))
             tables = _signal_backtests(spec, bars, progress, timings, lambda combo, symbol, b: runs[symbol])
         else:
-            tables = _signal_backtests(spec, bars, progress, timings, _signal_run(spec))
-    elif strategy == "alert_replay":
-        tables = _alert_replay(lake, spec, progress, timings)
-    else:
-        raise SpecError(f"spec key 'strategy.name': {strategy!r} cannot run in a backtest of this version")
-    return Computed(tables, timings)
+            runner = SignalRunner(spec, bars)
+            runner.execution = _annualised(lake, spec, bars, runner.execution)
+            code = runner.code
+            tables = _signal_backtests(spec, bars, progress, timings, runner)
+            checks = runner.log.to_dict() if runner.guarded else {}
+            timings["signals"] = runner.signal_seconds
+            if runner.guarded:
+                timings["lookahead_guard"] = runner.log.seconds
+    return Computed(tables, timings, code, checks)
 
 
-def _signal_run(spec: ExperimentSpec) -> Callable[[dict[str, Any], str, Any], Any]:
-    """One backtest of a signal strategy's combination on one symbol."""
-    from artifact_lake import sim
+class SignalRunner:
+    """One backtest of a signal plugin's combination on one symbol, with the output contract and, for user
+    plugins, the look-ahead guard. A plugin's sweep fast path, when it has one, computes every combination's
+    orders in turn per symbol (the executor asks for them in combination order)."""
 
-    try:
-        execution = sim.Execution.from_dict(spec.doc.get("execution", {}))
-    except (ValueError, TypeError) as exc:
-        raise SimError(str(exc)) from exc
+    def __init__(self, spec: ExperimentSpec, bars: dict[str, Any]) -> None:
+        from artifact_lake import sim
 
-    def run_one(combo: dict[str, Any], symbol: str, b: Any) -> Any:
-        params = {k: v for k, v in combo.items() if k not in ("name", "symbols")}
-        return sim.run(b, signals(combo["name"], params, b.high, b.low, b.close), execution)
+        from . import plugins
 
-    return run_one
+        try:
+            self.execution = sim.Execution.from_dict(spec.doc.get("execution", {}))
+        except (ValueError, TypeError) as exc:
+            raise SimError(str(exc)) from exc
+        self.plugin = signal_plugin(spec.doc["strategy"]["name"])
+        self.guarded = not self.plugin.builtin
+        self.indicators = [i for i in plugins.used_indicators(self.plugin) if not i.builtin]
+        self.code = {p.name: plugins.closure(p) for p in [self.plugin, *self.indicators] if not p.builtin}
+        self.log = plugins.GuardLog()
+        self.signal_seconds = 0.0
+        self.combos = [self.plugin.bind(c) for c in spec.iter_combos()]
+        self.streams: dict[str, Any] = {}
+        if self.plugin.sweep is not None and len(self.combos) > 1:
+            self.streams = {s: iter(self.plugin.sweep(b, self.combos)) for s, b in bars.items()}
+        self.next_combo = dict.fromkeys(bars, 0)
+
+    def signals(self, values: dict[str, Any], symbol: str, b: Any) -> np.ndarray:
+        from artifact_lake.sim.plugins import check_output
+
+        c = self.next_combo[symbol]
+        self.next_combo[symbol] = c + 1
+        t0 = time.perf_counter()
+        stream = self.streams.get(symbol)
+        raw = next(stream) if stream is not None else self.plugin(b, values)
+        out = check_output(self.plugin, raw, len(b), values)
+        self.signal_seconds += time.perf_counter() - t0
+        if self.guarded:
+            from . import plugins
+
+            t0 = time.perf_counter()
+            report = plugins.guard(self.plugin, b, values, out, f"; {symbol}")
+            self.log.add(self.plugin.name, len(report["cuts"]))
+            if c == 0:
+                for ind in self.indicators:
+                    full = check_output(ind, ind(b, {}), len(b), {})
+                    self.log.add(ind.name, len(plugins.guard(ind, b, {}, full, f"; {symbol}")["cuts"]))
+            self.log.seconds += time.perf_counter() - t0
+        return out
+
+    def __call__(self, combo: dict[str, Any], symbol: str, b: Any) -> Any:
+        from artifact_lake import sim
+
+        values = self.plugin.bind(combo)
+        return sim.run(b, self.signals(values, symbol, b), self.execution)
 
 
 def _signal_backtests(
@@ -395,6 +462,24 @@ def _device(spec: ExperimentSpec) -> str:
     return pick_device(ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).device).type
 
 
+def spec_plugins(spec: ExperimentSpec) -> list[Any]:
+    """The user plugins (not built-ins) ``spec`` runs: its strategy and the indicators that strategy calls."""
+    from . import plugins
+    from .strategies import OWN_KINDS
+
+    if spec.kind != "backtest" or spec.doc.get("strategy", {}).get("name") in OWN_KINDS:
+        return []
+    plugin = signal_plugin(spec.doc["strategy"]["name"])
+    return [p for p in [plugin, *plugins.used_indicators(plugin)] if not p.builtin]
+
+
+def current_plugin_hashes(spec: ExperimentSpec) -> dict[str, str]:
+    """The code hash of every user plugin ``spec`` runs, as installed now."""
+    from . import plugins
+
+    return {p.name: plugins.closure(p).hash for p in spec_plugins(spec)}
+
+
 def precheck(lake: Lake, spec: ExperimentSpec) -> None:
     """Refuse, before any run is recorded, input that never could run (a crafted policy)."""
     if spec.kind == "backtest" and spec.doc.get("strategy", {}).get("name") == "policy":
@@ -412,8 +497,10 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
     events = openlineage.run_events(lake)  # before any work: configured without the extra, the lake stays unchanged
     exp = tracker.get_experiment(lake.db, ref)
     if not force:
+        hashes = current_plugin_hashes(exp.spec)
         for run in tracker.runs_of(lake.db, exp.id):
-            if run.status == "succeeded" and run.code_version == tracker.code_version():
+            recorded = {name: rec.get("hash") for name, rec in run.plugins.items()}
+            if run.status == "succeeded" and run.code_version == tracker.code_version() and recorded == hashes:
                 present = all(
                     lake.db.execute("SELECT 1 FROM artifacts WHERE id = ?", (i,)).fetchone()
                     for i in run.results.values()
@@ -466,9 +553,24 @@ def _publish(lake: Lake, exp: tracker.Experiment, run_id: str, computed: Compute
             meta.update(policy_meta(exp.spec))
         items.append(Item(table, RESULT_TYPES[role], name=f"exp/{exp.spec.name}/{role}", inputs=inputs, meta=meta))
     roles = list(tables)
+    from .plugins import source_table
+
+    sources = list(computed.code.values())  # each distinct closure is one `source` artifact (content-addressed)
+    for c in sources:
+        meta = {"plugin": c.plugin, "kind": c.kind, "code_hash": c.hash, "origin": c.origin}
+        items.append(Item(source_table(c), "source", name=f"source/{c.plugin}", meta=meta))
 
     def record_success(published: list[Any]) -> None:
-        results = {role: rec.id for role, rec in zip(roles, published, strict=True)}
+        results = {role: rec.id for role, rec in zip(roles, published[: len(roles)], strict=True)}
+        source_ids = [rec.id for rec in published[len(roles) :]]
+        used = {c.plugin: c.record() | {"source": sid} for c, sid in zip(sources, source_ids, strict=True)}
+        for result in results.values():  # lineage: every result <- the code that made it
+            for sid in source_ids:
+                lake.db.execute(
+                    "INSERT OR IGNORE INTO edges (child, parent, run) SELECT c.pk, p.pk, ? FROM artifacts c, artifacts p"
+                    " WHERE c.id = ? AND p.id = ?",
+                    (run_id, result, sid),
+                )
         computed.timings["publish"] = time.perf_counter() - t0
         tracker.finish_run(
             lake.db,
@@ -477,6 +579,8 @@ def _publish(lake: Lake, exp: tracker.Experiment, run_id: str, computed: Compute
             duration=time.perf_counter() - started,
             results=results,
             timings=computed.timings,
+            plugins=used,
+            checks=computed.checks,
             in_tx=True,
         )
         tracker.claim_results(lake.db, run_id, results.values(), inputs)

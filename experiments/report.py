@@ -84,16 +84,15 @@ def strategy_params(exp: tracker.Experiment, combo: int) -> dict[str, Any]:
     A train experiment's parameters are its ``env``, ``reward`` and ``trainer`` settings as written (they
     describe the policy, so only the ``policy`` row carries them; see :func:`compare`).
     """
-    from .spec import STRATEGIES
+    from .strategies import strategy_defaults
 
     doc = exp.spec.doc
     if exp.kind == "train":
         return {f"{sec}.{k}": v for sec in ("env", "reward", "trainer") for k, v in sorted(doc.get(sec, {}).items())}
     chosen = exp.spec.combos()[combo]
     params = {k: v for k, v in chosen.items() if k not in ("name", "symbols")}
-    for key, (_, default) in STRATEGIES.get(str(chosen.get("name")), ((), {}))[1].items():
-        if key != "symbols":
-            params.setdefault(key, default)
+    for key, default in strategy_defaults(str(chosen.get("name"))).items():
+        params.setdefault(key, default)
     return dict(sorted(params.items()))
 
 

@@ -20,7 +20,7 @@ from artifact_lake.artifact_store.hashing import column_digest, content_id
 from artifact_lake.artifact_store.objects import object_path
 
 from . import tracker
-from .errors import NotFoundExperiment
+from .errors import CodeChanged, NotFoundExperiment, PluginGone
 from .executor import RESULT_TYPES, compute, conform_results
 
 if TYPE_CHECKING:
@@ -66,6 +66,9 @@ class Report:
     current_code: str
     artifacts: list[ArtifactDiff]
     seconds: float
+    code_changes: list[dict[str, Any]] = field(default_factory=list)
+    """User plugins whose installed code differs from the recorded code (rerun with ``allow_code_change``):
+    name, kind, origin, recorded and installed hashes, and the unified diff of their sources."""
 
     @property
     def identical(self) -> bool:
@@ -88,6 +91,7 @@ class Report:
             "code_version": {"recorded": self.recorded_code, "current": self.current_code},
             "artifacts": [a.to_dict() for a in self.artifacts],
             "seconds": self.seconds,
+            "code_changes": self.code_changes,
         }
 
 
@@ -168,11 +172,76 @@ def _diff(lake: Lake, role: str, recorded: str, table: pa.Table) -> ArtifactDiff
     return ArtifactDiff(role, recorded, new_id, cols, first, detail)
 
 
-def reproduce(lake: Lake, ref: str) -> Report:
-    """Re-run the run behind ``ref`` and compare its result ids; publishes and records nothing."""
+def recorded_sources(lake: Lake, source_id: str) -> dict[str, str]:
+    """The files of a recorded ``source`` artifact (path -> text), read from checked bytes; never imported."""
+    table = lake.read(source_id)
+    return dict(zip(table.column("path").to_pylist(), table.column("text").to_pylist(), strict=True))
+
+
+def code_changes(lake: Lake, run: tracker.Run) -> list[dict[str, Any]]:
+    """Every user plugin of ``run`` whose installed code differs from the recorded one, with a source diff.
+
+    A plugin that is not registered any more is :class:`PluginGone` (exit 2), naming it and where it came from.
+    """
+    from artifact_lake.sim import plugins as registry
+
+    from . import plugins
+
+    if run.plugins:
+        plugins.load()
+    out: list[dict[str, Any]] = []
+    for name, rec in sorted(run.plugins.items()):
+        plugin = registry.get(rec["kind"], name)
+        if plugin is None:
+            raise PluginGone(
+                f"{rec['kind']} plugin {name!r} (from {rec['origin']}) that run {run.id[:12]} used is not registered"
+                " any more: register it with --plugins PATH, LAKE_PLUGINS or by installing its distribution"
+            )
+        now = plugins.closure(plugin)
+        if now.hash == rec["hash"]:
+            continue
+        try:
+            old = recorded_sources(lake, rec["source"])
+        except (NotFound, CorruptArtifact) as exc:
+            old = {}
+            note = f"(the recorded source {rec['source'][:12]} cannot be read: {exc})\n"
+        else:
+            note = ""
+        same = next((c["plugin"] for c in out if c["recorded"] == rec["hash"] and c["installed"] == now.hash), None)
+        diff = f"(same files as {same})\n" if same else note + plugins.source_diff(old, now.files, name)
+        out.append(
+            {
+                "plugin": name,
+                "kind": rec["kind"],
+                "origin": rec["origin"],
+                "installed_origin": now.origin,
+                "recorded": rec["hash"],
+                "installed": now.hash,
+                "diff": diff,
+            }
+        )
+    return out
+
+
+def reproduce(lake: Lake, ref: str, *, allow_code_change: bool = False) -> Report:
+    """Re-run the run behind ``ref`` and compare its result ids; publishes and records nothing.
+
+    When a user plugin's installed code differs from the code the run recorded, this raises
+    :class:`CodeChanged` (exit 1) with the source diff, unless ``allow_code_change``: then it reruns with the
+    installed code and the report carries the code changes beside the result diff.
+    """
     import time
 
     run = find_run(lake, ref)
+    changes = code_changes(lake, run)
+    if changes and not allow_code_change:
+        names = ", ".join(c["plugin"] for c in changes)
+        err = CodeChanged(
+            f"the code of {names} changed since run {run.id[:12]} (see the diff; --allow-code-change reruns with"
+            " the installed code)",
+            changes,
+        )
+        raise err
     exp = tracker.get_experiment(lake.db, run.experiment)
     for role, ids in exp.spec.inputs.items():
         for artifact_id in ids:
@@ -185,4 +254,4 @@ def reproduce(lake: Lake, ref: str) -> Report:
         computed = compute(lake, exp.spec)
     tables = conform_results(lake, computed.tables)
     diffs = [_diff(lake, role, run.results.get(role, ""), tables[role]) for role in sorted(tables)]
-    return Report(run.id, exp.id, run.code_version, tracker.code_version(), diffs, time.perf_counter() - t0)
+    return Report(run.id, exp.id, run.code_version, tracker.code_version(), diffs, time.perf_counter() - t0, changes)

@@ -41,22 +41,10 @@ TOP_KEYS = {"name", "kind", "seed", "inputs", "strategy", "execution", "sweep", 
 
 # strategy name -> (required input roles, {param: (type, default)}); type is a tuple of accepted Python types
 _NUM = (int, float)
+# The lake's own kinds of work that are no signal plugin: strategy name -> (required input roles,
+# {param: (type, default)}); type is a tuple of accepted Python types. Every other strategy name resolves among
+# the registered plugins (``sim.plugins``; the built-ins sma_cross, rsi_threshold and breakout are plugins too).
 STRATEGIES: dict[str, tuple[tuple[str, ...], dict[str, tuple[tuple[type, ...], Any]]]] = {
-    "sma_cross": (
-        ("ohlcv",),
-        {"fast": ((int,), 10), "slow": ((int,), 20), "direction": ((str,), "long"), "symbols": ((list,), [])},
-    ),
-    "rsi_threshold": (
-        ("ohlcv",),
-        {
-            "period": ((int,), 14),
-            "lower": (_NUM, 30.0),
-            "upper": (_NUM, 70.0),
-            "direction": ((str,), "long"),
-            "symbols": ((list,), []),
-        },
-    ),
-    "breakout": (("ohlcv",), {"n": ((int,), 20), "direction": ((str,), "long"), "symbols": ((list,), [])}),
     "alert_replay": (
         ("ohlcv", "alerts"),
         {
@@ -89,6 +77,21 @@ def _unknown(where: str, key: str, allowed: set[str] | dict[str, Any]) -> SpecEr
 
 def _type_name(types: tuple[type, ...]) -> str:
     return " or ".join("number" if t is float else t.__name__ for t in types if not (t is int and float in types))
+
+
+def plugin_params(plugin: Any) -> dict[str, tuple[Any, Any]]:
+    """A plugin's spec keys in the shape of :data:`STRATEGIES`: its parameters (by their ``Param``) and ``symbols``."""
+    out: dict[str, tuple[Any, Any]] = {p.name: (p, p.default) for p in plugin.params}
+    out["symbols"] = ((list,), [])
+    return out
+
+
+def _check_param(key: str, value: Any, kind: Any) -> None:
+    """``kind`` is a tuple of accepted types, or a plugin's ``Param`` (its annotation, Literal choices)."""
+    if isinstance(kind, tuple):
+        _check_value(key, value, kind)
+    elif (why := kind.refusal(value)) is not None:
+        raise _fail(key, why)
 
 
 def _check_value(key: str, value: Any, types: tuple[type, ...]) -> None:
@@ -205,15 +208,19 @@ def freeze(
             raise _fail(key, 'belongs to kind = "train" specs')
     strategy = dict(raw.get("strategy") or {})
     sname = strategy.pop("name", None)
-    if sname not in STRATEGIES:
-        hint = difflib.get_close_matches(str(sname), sorted(STRATEGIES), n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(sorted(STRATEGIES))})"
-        raise _fail("strategy.name", f"unknown strategy {sname!r}{extra}")
-    roles, params = STRATEGIES[sname]
+    if sname in STRATEGIES:
+        roles, params = STRATEGIES[sname]
+        plugin = None
+    else:
+        from . import plugins
+
+        plugins.load()
+        plugin = plugins.resolve("strategy", sname, extra_known=STRATEGIES)
+        roles, params = ("ohlcv",), plugin_params(plugin)
     for key, value in strategy.items():
         if key not in params:
             raise _unknown("strategy.", key, params)
-        _check_value(f"strategy.{key}", value, params[key][0])
+        _check_param(f"strategy.{key}", value, params[key][0])
     doc["strategy"] = {"name": sname, **strategy}
     execution = dict(raw.get("execution") or {})
     known_exec = {f.name for f in fields(Execution)}
@@ -232,7 +239,11 @@ def freeze(
         if not isinstance(values, list) or not values:
             raise _fail(f"sweep.{key}", "must be a non-empty list of values")
         for v in values:
-            _check_value(f"sweep.{key}", v, params[key][0])
+            _check_param(f"sweep.{key}", v, params[key][0])
+    if plugin is not None:
+        for p in plugin.params:
+            if p.required and p.name not in strategy and p.name not in sweep:
+                raise _fail(f"strategy.{p.name}", f"missing: {sname!r} needs it ({p.describe()}, no default)")
     limit = MAX_COMBINATIONS if max_combinations is None else max_combinations
     count = math.prod(len(v) for v in sweep.values())
     if count > limit:

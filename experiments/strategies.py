@@ -1,14 +1,45 @@
-"""From a spec's strategy parameters to the simulator's calls (sim stays free of the lake)."""
+"""From a spec's strategy parameters to the simulator's calls (sim stays free of the lake).
+
+Every signal strategy, built-in or the user's, is a plugin of ``sim.plugins``: it is resolved by name among
+the registered plugins (never imported from a spec), its combinations are checked by its optional ``check``,
+and its output is held to the contract (one finite-or-NaN float per bar) by ``sim.plugins.check_output``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from .errors import SpecError
 
-from .errors import SimError, SpecError
+if TYPE_CHECKING:
+    from artifact_lake.sim.plugins import Plugin
 
-SIGNAL_STRATEGIES = ("sma_cross", "rsi_threshold", "breakout")
+OWN_KINDS = ("alert_replay", "policy")
+"""Strategy names that are kinds of work of the lake itself, not signal plugins."""
+
+
+def signal_plugin(name: str) -> Plugin:
+    """The registered strategy plugin ``name`` (entry points and ``LAKE_PLUGINS`` loaded first)."""
+    from . import plugins
+
+    plugins.load()
+    return plugins.resolve("strategy", name)
+
+
+def strategy_defaults(name: str) -> dict[str, Any]:
+    """Every parameter's default of strategy ``name`` (none for a name not registered)."""
+    from .spec import STRATEGIES
+
+    if name in STRATEGIES:
+        return {k: d for k, (_, d) in STRATEGIES[name][1].items() if k != "symbols"}
+    from artifact_lake.sim import plugins
+
+    found = plugins.get("strategy", name)
+    return found.defaults() if found is not None else {}
+
+
+def _shown(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k != "symbols")
 
 
 def check_combo(combo: dict[str, Any]) -> None:
@@ -18,33 +49,16 @@ def check_combo(combo: dict[str, Any]) -> None:
     name = combo["name"]
     params = {k: v for k, v in combo.items() if k != "name"}
     try:
-        if name in SIGNAL_STRATEGIES:
-            probe = np.linspace(100.0, 101.0, 8)
-            signals(name, params, probe, probe, probe)
-            if params.get("direction", "long") not in ("long", "short", "both"):
-                raise ValueError(f"direction must be long, short or both, not {params['direction']!r}")
-        elif name == "alert_replay":
+        if name == "alert_replay":
             sim.AlertPolicy.from_dict(policy_params(params, {}))
         elif name == "policy":
             pass  # checked when its tensors are loaded
+        else:
+            plugin = signal_plugin(name)
+            if plugin.check is not None:
+                plugin.check(**plugin.bind(params))
     except (ValueError, TypeError) as exc:
-        shown = ", ".join(f"{k}={v!r}" for k, v in sorted(params.items()) if k != "symbols")
-        raise SpecError(f"strategy {name!r} ({shown}): {exc}") from exc
-
-
-def signals(name: str, params: dict[str, Any], high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
-    from artifact_lake import sim
-
-    direction = params.get("direction", "long")
-    if name == "sma_cross":
-        return sim.sma_cross(close, params.get("fast", 10), params.get("slow", 20), direction)
-    if name == "rsi_threshold":
-        return sim.rsi_threshold(
-            close, params.get("period", 14), params.get("lower", 30.0), params.get("upper", 70.0), direction
-        )
-    if name == "breakout":
-        return sim.breakout(high, low, close, params.get("n", 20), direction)
-    raise SimError(f"strategy {name!r} produces no per-bar signals")
+        raise SpecError(f"strategy {name!r} ({_shown(params)}): {exc}") from exc
 
 
 def policy_params(params: dict[str, Any], execution: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import blake3
 
 from artifact_lake.artifact_store import manifest as mf
+from artifact_lake.artifact_store.errors import ReadOnlyLake
 from artifact_lake.artifact_store.objects import is_stale, stage_lock
 
 from .errors import NotFoundExperiment, SpecError
@@ -68,7 +69,9 @@ CREATE TABLE IF NOT EXISTS runs (
     timings TEXT NOT NULL DEFAULT '{}',
     pid INTEGER,
     host TEXT,
-    lock TEXT
+    lock TEXT,
+    plugins TEXT NOT NULL DEFAULT '{}',
+    checks TEXT NOT NULL DEFAULT '{}'
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, started);
 """
@@ -100,7 +103,7 @@ def ensure_tables(db: sqlite3.Connection) -> None:
     """Create the tracker tables, or bring an older lake's ``runs`` table up to date (status ``interrupted``,
     pid, host and lock). A read-only lake with an older table is read as it is."""
     row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
-    if row is not None and "interrupted" in row[0]:
+    if row is not None and "interrupted" in row[0] and "checks" in row[0]:
         return
     try:
         with mf.immediate(db):
@@ -117,7 +120,11 @@ def ensure_tables(db: sqlite3.Connection) -> None:
                 db.execute("DROP TABLE runs")
                 db.execute("ALTER TABLE runs_v2 RENAME TO runs")
                 db.execute("CREATE INDEX IF NOT EXISTS runs_experiment ON runs(experiment, started)")
-    except sqlite3.OperationalError:
+            have = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+            for column in ("plugins", "checks"):  # issue #13: the user plugins a run used, what the guard checked
+                if column not in have:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} TEXT NOT NULL DEFAULT '{{}}'")
+    except (sqlite3.OperationalError, ReadOnlyLake):  # a read-only lake: read its older table as it is
         if row is None:
             raise
 
@@ -218,6 +225,10 @@ class Run:
     """Process that ran (or runs) it."""
     host: str | None = None
     """Host name of that process."""
+    plugins: dict[str, Any] = field(default_factory=dict)
+    """User plugins it ran, by name: kind, origin, code hash and the ``source`` artifact of that code."""
+    checks: dict[str, Any] = field(default_factory=dict)
+    """What the look-ahead guard checked: per plugin the combinations, cuts and determinism calls, its seconds."""
     reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -252,6 +263,8 @@ def _run(row: sqlite3.Row, root: Path | None) -> Run:
         timings=json.loads(row["timings"]),
         pid=pid,
         host=host,
+        plugins=json.loads(row["plugins"]) if "plugins" in keys else {},
+        checks=json.loads(row["checks"]) if "checks" in keys else {},
     )
 
 
@@ -455,13 +468,16 @@ def finish_run(
     results: dict[str, str] | None = None,
     error: str | None = None,
     timings: dict[str, float] | None = None,
+    plugins: dict[str, Any] | None = None,
+    checks: dict[str, Any] | None = None,
     in_tx: bool = False,
 ) -> Run:
     """Record a run's end; ``in_tx`` when the caller's transaction is open (it commits with it)."""
 
     def apply() -> None:
         db.execute(
-            "UPDATE runs SET status = ?, finished = ?, duration = ?, results = ?, error = ?, timings = ? WHERE id = ?",
+            "UPDATE runs SET status = ?, finished = ?, duration = ?, results = ?, error = ?, timings = ?,"
+            " plugins = ?, checks = ? WHERE id = ?",
             (
                 status,
                 mf.now_iso(),
@@ -469,6 +485,8 @@ def finish_run(
                 json.dumps(results or {}, sort_keys=True),
                 error,
                 json.dumps(timings or {}, sort_keys=True),
+                json.dumps(plugins or {}, sort_keys=True),
+                json.dumps(checks or {}, sort_keys=True),
                 run_id,
             ),
         )

@@ -6,6 +6,7 @@ sim imports nothing from the lake: arrays in, arrays out, testable and benchmark
 from .alerts import AlertPolicy, alert_replay
 from .engine import Bars, Execution, Result, run, run_grid, summarize
 from .env import ENV_ID, EnvConfig, Market, TradingEnv, VectorTradingEnv, register
+from .plugins import Param, Plugin, check_output, indicator, strategy
 from .records import EXIT_REASONS, METRIC_NAMES, trade_dt
 from .strategies import breakout, rsi, rsi_threshold, sma, sma_cross
 
@@ -22,6 +23,11 @@ __all__ = [
     "TradingEnv",
     "VectorTradingEnv",
     "Execution",
+    "Param",
+    "Plugin",
+    "check_output",
+    "indicator",
+    "strategy",
     "Result",
     "alert_replay",
     "breakout",
