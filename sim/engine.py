@@ -55,6 +55,8 @@ class Execution:
     """Exit at the close of the bar where a trade has been held this many bars; 0 = off."""
     close_at_end: bool = False
     """Close an open position at the last bar's close (with fees); else it is marked to that close."""
+    periods_per_year: float | None = None
+    """Bars a year, to annualise Sharpe and Sortino; None = a year of 365.25 days over the bar spacing (24/7)."""
 
     def __post_init__(self) -> None:
         choices: dict[str, Any] = {"fill": FILL_AT, "sizing": SIZING, "units": UNITS, "remainder": REMAINDER}
@@ -80,6 +82,9 @@ class Execution:
             raise ValueError(
                 f"execution.stop_loss must be below 1 (a fraction of the entry price), not {self.stop_loss!r}"
             )
+        ppy = self.periods_per_year
+        if ppy is not None and not (isinstance(ppy, (int, float)) and ppy > 0 and math.isfinite(ppy)):
+            raise ValueError(f"execution.periods_per_year must be a positive number or None, not {ppy!r}")
         if not (isinstance(self.size, (int, float)) and self.size > 0):
             raise ValueError(f"execution.size must be positive, not {self.size!r}")
         if not (isinstance(self.leverage, (int, float)) and self.leverage > 0):
@@ -256,10 +261,13 @@ def _periods_per_year(ts: np.ndarray) -> float:
     return SECONDS_PER_YEAR / step if step > 0 else float("nan")
 
 
-def summarize(raw: np.ndarray, ts: np.ndarray, cash0: float) -> dict[str, float]:
-    """Kernel metrics plus the annualised ones (CAGR, Sharpe, Sortino, drawdown duration in days)."""
+def summarize(raw: np.ndarray, ts: np.ndarray, cash0: float, periods_per_year: float | None = None) -> dict[str, float]:
+    """Kernel metrics plus the annualised ones (CAGR, Sharpe, Sortino, drawdown duration in days).
+
+    Sharpe and Sortino scale by ``periods_per_year`` (a trading calendar's bars a year, given by the caller),
+    else by calendar time over the bar spacing; CAGR and drawdown days always use calendar time."""
     m = dict(zip(METRIC_NAMES, (float(v) for v in raw), strict=True))
-    ppy = _periods_per_year(ts)
+    ppy = periods_per_year if periods_per_year is not None else _periods_per_year(ts)
     years = (ts[-1] - ts[0]) / 1e6 / SECONDS_PER_YEAR if ts.shape[0] > 1 else 0.0
     final = m["final_equity"]
     m["cagr"] = float("nan")
@@ -343,7 +351,8 @@ def run(
         order_sl,
         order_tp,
     )
-    return Result(trades[:n_tr].copy(), equity, cash, position, summarize(raw, bars.ts, ex.cash), int(status))
+    metrics = summarize(raw, bars.ts, ex.cash, ex.periods_per_year)
+    return Result(trades[:n_tr].copy(), equity, cash, position, metrics, int(status))
 
 
 def run_grid(
@@ -378,7 +387,8 @@ def run_grid(
             _direction(direction),
             *ex.kernel_args(),
         )
-        results += [summarize(raw[j], bars.ts, ex.cash) | {"status": int(status[j])} for j in range(len(fr))]
+        ppy = ex.periods_per_year
+        results += [summarize(raw[j], bars.ts, ex.cash, ppy) | {"status": int(status[j])} for j in range(len(fr))]
     return results
 
 

@@ -63,7 +63,7 @@ def test_every_declared_dependency_is_imported_somewhere():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     modules = {"pyarrow": "pyarrow", "duckdb": "duckdb", "polars": "polars", "click": "click", "blake3": "blake3"}
     modules |= {"rich": "rich", "numpy": "numpy", "numba": "numba", "gymnasium": "gymnasium", "ccxt": "ccxt"}
-    modules |= {"matplotlib": "matplotlib"}
+    modules |= {"matplotlib": "matplotlib", "exchange_calendars": "exchange_calendars"}
     source = "\n".join(
         p.read_text(encoding="utf-8")
         for folder in ("schemas", "artifact_store", "projections", "experiments", "sim", "cli")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,9 @@ class AlertIngest:
         return asdict(self)
 
 
+_EPOCH_TEXT = re.compile(r"^-?\d{9,}(\.\d+)?$")
+
+
 def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -62,8 +66,11 @@ def _parse_time(value: Any) -> datetime | None:
         except (OverflowError, OSError, ValueError):
             return None
     if isinstance(value, str):
+        text = value.strip()
+        if _EPOCH_TEXT.match(text):  # a feed mixing ISO and epoch times, read as text (CSV)
+            return _parse_time(float(text) if "." in text else int(text))
         try:
-            t = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            t = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             return None
         return t if t.tzinfo else t.replace(tzinfo=UTC)
@@ -125,7 +132,7 @@ def _read_csv(path: Path) -> _Feed:
             parse_options=pcsv.ParseOptions(invalid_row_handler=skip),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise InvalidInput(f"{path}: cannot read it as CSV or Parquet ({_first_line(exc)})") from exc
+        raise InvalidInput(f"{path}: cannot read it as CSV ({_first_line(exc)})") from exc
     records: list[dict[str, Any] | _Garbage] = list(table.to_pylist())
     for number, text, why in sorted(skipped, key=lambda s: (s[0] is None, s[0] or 0)):
         at = len(records) if number is None else min(max(number - 2, 0), len(records))  # line 1: the header
@@ -143,7 +150,7 @@ def _read_json_lines(path: Path) -> _Feed:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass  # a garbage line or values of mixed kinds: read line by line
     except OSError as exc:
-        raise InvalidInput(f"{path}: cannot read it ({_first_line(exc)})") from exc
+        raise InvalidInput(f"{path}: cannot read it as JSON lines ({_first_line(exc)})") from exc
     records: list[dict[str, Any] | _Garbage] = []
     good: list[bytes] = []
     for number, line in enumerate(path.read_bytes().splitlines(), start=1):
