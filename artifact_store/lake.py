@@ -702,7 +702,7 @@ class Lake:
             raise NotFound(f"no artifact {artifact_id}")
         return str(row[0])
 
-    def _checked_bytes(self, artifact_id: str) -> Any:
+    def _checked_bytes(self, artifact_id: str, *, fetch: bool = True) -> Any:
         """The object's bytes, hashed and compared with the manifest (once per unchanged file per Lake)."""
         from .objects import _hasher
 
@@ -710,7 +710,9 @@ class Lake:
         try:
             data, st = map_object(self.root, artifact_id)
         except BadObject as exc:
-            raise self._damaged(artifact_id, exc) from None
+            if not fetch or exc.kind != "missing" or not self._fetch_from_remote(artifact_id):
+                raise self._damaged(artifact_id, exc) from None
+            data, st = map_object(self.root, artifact_id)  # fetched from its remote, checked, installed
         # ctime cannot be set back by a user: any write or chmod since the last check changes the signature
         sig = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, expected)
         if self._intact.get(artifact_id) != sig:
@@ -723,10 +725,17 @@ class Lake:
             self._intact[artifact_id] = sig
         return data
 
+    def _fetch_from_remote(self, artifact_id: str) -> bool:
+        """A records-only artifact (pulled without its object): fetch its object from the remote that holds
+        it, checked like a pull (file hash and content id). False when the artifact is not records-only."""
+        from .remote import fetch_missing
+
+        return fetch_missing(self, artifact_id)
+
     def has_intact_object(self, artifact_id: str) -> bool:
         """True when the object of ``artifact_id`` is a regular file of the lake whose bytes hash as recorded."""
         try:
-            self._checked_bytes(artifact_id)
+            self._checked_bytes(artifact_id, fetch=False)
         except (DamagedObject, NotFound):
             return False
         return True

@@ -179,7 +179,7 @@ def _verify_inputs(lake: _StoreLake, ids: Sequence[str]) -> None:
     for artifact_id in ids:
         path = object_path(lake.root, artifact_id)
         art = lake.get(artifact_id)
-        if not path.exists():
+        if not path.exists() and not lake._fetch_from_remote(artifact_id):  # records-only: from its remote, checked
             raise CorruptArtifact(f"input {artifact_id} has no object file {path} (run: lake verify)")
         if file_hash(path) != art.file_hash:
             raise CorruptArtifact(
