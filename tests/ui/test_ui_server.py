@@ -1,0 +1,125 @@
+"""``lake ui`` over HTTP: every page and its JSON, keyset paging, read-only, values as parameters."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from .conftest import Server, start_ui, stop
+
+
+def test_every_page_renders_and_has_json(server: Server) -> None:
+    exps = server.json("/experiments.json")
+    assert isinstance(exps, dict)
+    names = {row["experiment"]["name"] for row in exps["experiments"]}
+    assert {"demo-sma", "demo-alerts"} <= names
+    sma = next(r for r in exps["experiments"] if r["experiment"]["name"] == "demo-sma")
+    assert sma["run"]["status"] == "succeeded" and sma["headline"]["combinations"] == 12
+    exp = server.json("/experiment/demo-sma.json")
+    assert isinstance(exp, dict)
+    assert exp["swept"] == ["fast", "slow"] and len(exp["heatmap"]["xs"]) == 2
+    run = exp["run"]["id"]
+    metrics_id = exp["run"]["results"]["metrics"]
+    for path in (
+        "/",
+        "/artifacts",
+        "/experiments",
+        "/experiment/demo-sma",
+        f"/artifact/{metrics_id}",
+        f"/run/{run}",
+        "/compare?exp=demo-sma&exp=demo-alerts",
+    ):
+        status, body, ctype = server.get(path)
+        assert status == 200 and ctype.startswith("text/html"), path
+        assert b"http://" not in body.replace(server.url.encode(), b""), f"{path} names an outside URL"
+    art = server.json(f"/artifact/{metrics_id}.json")
+    assert isinstance(art, dict)
+    assert art["artifact"]["type"] == "metrics" and art["made_by"] == run
+    assert any(n["type"] == "ohlcv" for n in art["lineage"]["nodes"])
+    overview = server.json("/index.json")
+    assert isinstance(overview, dict) and overview["total"]["artifacts"] >= 8
+    eq = server.json(f"/data/equity.json?run={run}&symbol=BTC/USDT&combo=1")
+    assert isinstance(eq, dict) and eq["series"][0]["combo"] == 1 and len(eq["ts"]) > 100
+    status, body, _ = server.get(f"/artifact/{metrics_id}/download.parquet")
+    assert status == 200 and body[:4] == b"PAR1"
+    status, body, _ = server.get(f"/artifact/{metrics_id}/download.csv")
+    assert status == 200 and body.splitlines()[0].startswith(b'"combo"')
+
+
+def test_keyset_pages_cover_every_artifact_once(server: Server) -> None:
+    seen: list[str] = []
+    for sort in ("newest", "largest"):
+        seen = []
+        path = f"/artifacts.json?sort={sort}"
+        while True:
+            page = server.json(path)
+            assert isinstance(page, dict)
+            seen += [r["id"] for r in page["rows"]]
+            if not page["next"]:
+                break
+            path = page["next_url"].replace("/artifacts?", "/artifacts.json?")
+        assert len(seen) == len(set(seen))
+    total = server.json("/index.json")
+    assert isinstance(total, dict) and len(seen) == total["total"]["artifacts"]
+
+
+def test_typed_values_reach_sql_as_parameters(server: Server) -> None:
+    from urllib.parse import urlencode
+
+    evil = "x' OR 1=1 --"
+    page = server.json("/artifacts.json?" + urlencode({"name": evil, "meta": f"role={evil}", "type": evil}))
+    assert isinstance(page, dict) and page["rows"] == []
+    page = server.json("/artifacts.json?meta=role%3Dmetrics&type=metrics")
+    assert isinstance(page, dict) and len(page["rows"]) == 2
+    status, body, _ = server.get("/artifact/nope.json")
+    assert status == 404 and "error" in json.loads(body)
+
+
+def test_manifest_is_never_written(server: Server) -> None:
+    before = (server.lake / "manifest.sqlite").stat().st_mtime_ns
+    server.get("/experiments")
+    server.get("/artifacts?type=ohlcv")
+    assert (server.lake / "manifest.sqlite").stat().st_mtime_ns == before
+
+
+def test_serves_a_lake_on_a_read_only_mount(demo_lake: Path, tmp_path: Path) -> None:
+    """A real read-only bind mount (needs root; skipped with the reason where the machine refuses it)."""
+    import subprocess
+
+    import pytest
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    with sqlite3.connect(demo_lake / "manifest.sqlite") as db:  # merge the WAL, as a clean close leaves it
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    done = subprocess.run(["mount", "--bind", str(demo_lake), str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot make a bind mount here ({done.stderr.strip() or 'mount failed'})")
+    try:
+        done = subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot remount read-only here ({done.stderr.strip()})")
+        srv = start_ui(mnt)
+        try:
+            page = srv.json("/experiments.json")
+            assert isinstance(page, dict) and len(page["experiments"]) == 2
+            exp = srv.json("/experiment/demo-sma.json")
+            assert isinstance(exp, dict) and exp["heatmap"] is not None
+        finally:
+            stop(srv.proc)
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_binds_loopback_by_default(server: Server) -> None:
+    import socket
+
+    assert server.proc.pid > 0
+    addresses = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    for address in addresses - {"127.0.0.1"}:
+        if address.startswith("127."):
+            continue
+        with socket.socket() as s:
+            s.settimeout(1)
+            assert s.connect_ex((address, server.port)) != 0, f"lake ui answers on {address}"
