@@ -6,7 +6,9 @@ sim imports nothing from the lake: arrays in, arrays out, testable and benchmark
 from .alerts import AlertPolicy, alert_replay
 from .engine import Bars, Execution, Result, run, run_grid, summarize
 from .env import ENV_ID, EnvConfig, Market, TradingEnv, VectorTradingEnv, register
-from .plugins import Param, Plugin, check_output, indicator, strategy
+from .plugins import Param, Plugin, check_output, check_weights, indicator, portfolio_strategy, strategy
+from .portfolio import PORTFOLIO_METRIC_NAMES, Panel, PortfolioResult, fill_dt, run_portfolio
+from .portfolio_strategies import equal_weight, xs_momentum
 from .records import EXIT_REASONS, METRIC_NAMES, trade_dt
 from .strategies import breakout, rsi, rsi_threshold, sma, sma_cross
 
@@ -26,6 +28,15 @@ __all__ = [
     "Param",
     "Plugin",
     "check_output",
+    "check_weights",
+    "equal_weight",
+    "fill_dt",
+    "Panel",
+    "PORTFOLIO_METRIC_NAMES",
+    "portfolio_strategy",
+    "PortfolioResult",
+    "run_portfolio",
+    "xs_momentum",
     "indicator",
     "strategy",
     "Result",

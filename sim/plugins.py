@@ -29,7 +29,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import numpy as np
 
-KINDS = ("strategy", "indicator")
+KINDS = ("strategy", "indicator", "portfolio_strategy")
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _TYPES: dict[Any, str] = {int: "int", float: "float", bool: "bool", str: "str"}
 
@@ -235,6 +235,31 @@ def indicator(func: F | None = None, *, name: str | None = None, check: CheckFn 
     return deco(func) if func is not None else deco
 
 
+@overload
+def portfolio_strategy(
+    func: F, *, name: str | None = ..., check: CheckFn | None = ..., sweep: SweepFn | None = ...
+) -> F: ...
+@overload
+def portfolio_strategy(
+    func: None = ..., *, name: str | None = ..., check: CheckFn | None = ..., sweep: SweepFn | None = ...
+) -> Callable[[F], F]: ...
+def portfolio_strategy(
+    func: F | None = None,
+    *,
+    name: str | None = None,
+    check: CheckFn | None = None,
+    sweep: SweepFn | None = None,
+) -> F | Callable[[F], F]:
+    """Register ``func(panel, **params) -> (bars, symbols) target weights`` as a portfolio strategy; returns
+    ``func`` unchanged. The first parameter is a :class:`~artifact_lake.sim.Panel`; NaN = leave that symbol
+    as it is. ``check`` and ``sweep`` as for :func:`strategy`; :func:`check_weights` enforces the output."""
+
+    def deco(f: F) -> F:
+        return _register("portfolio_strategy", f, name, check, sweep)
+
+    return deco(func) if func is not None else deco
+
+
 def get(kind: str, name: str) -> Plugin | None:
     return REGISTRY.get((kind, name))
 
@@ -266,4 +291,20 @@ def check_output(plugin: Plugin, out: Any, n: int, values: Mapping[str, Any]) ->
     bad = np.flatnonzero(np.isinf(a))
     if bad.size:
         raise ValueError(f"{where}: bar {int(bad[0])} is {a[bad[0]]} (infinite values are not orders)")
+    return np.ascontiguousarray(a)
+
+
+def check_weights(plugin: Plugin, out: Any, shape: tuple[int, int], values: Mapping[str, Any]) -> np.ndarray:
+    """The portfolio output contract: a (bars, symbols) float array, finite or NaN."""
+    where = f"{plugin.kind} {plugin.name!r} ({combo_label(values)})"
+    a = np.asarray(out)
+    if a.shape != shape:
+        raise ValueError(f"{where}: returned shape {a.shape}, not (bars, symbols) {shape}")
+    if a.dtype.kind not in "fiub":
+        raise ValueError(f"{where}: returned dtype {a.dtype}, not float")
+    a = a.astype(np.float64, copy=False)
+    bad = np.argwhere(np.isinf(a))
+    if bad.size:
+        i, j = (int(x) for x in bad[0])
+        raise ValueError(f"{where}: bar {i}, symbol {j} is {a[i, j]} (infinite values are not weights)")
     return np.ascontiguousarray(a)
