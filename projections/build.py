@@ -16,6 +16,9 @@ Invariants:
   would reuse it: it stays as evidence until ``lake projection drop`` removes it.
 * Inside :meth:`Lake.scratch_projections` (``reproduce``), projections are built afresh in ``tmp/`` from the
   verified objects, never read from or added to the cache, and removed at the end.
+* The ohlcv inputs' trading calendar (their meta, not their ids) is part of the key when it is not ``24/7``;
+  its open slots reach the SQL as the Arrow table ``_open_slots`` (symbol, slot_us, slot; empty for ``24/7``),
+  registered like the inputs, so ``gaps`` and ``coverage`` count only bars the market was open for.
 * Several ``ohlcv`` artifacts in one role are unioned with one rule: identical (symbol, ts) rows collapse,
   differing ones are an error naming both artifacts, the symbol and the time. Other roles with several
   artifacts are unioned with identical rows collapsed.
@@ -39,6 +42,7 @@ from artifact_lake.artifact_store import CorruptArtifact
 from artifact_lake.artifact_store import Lake as _StoreLake
 from artifact_lake.artifact_store import manifest as mf
 from artifact_lake.artifact_store.hashing import file_hash
+from artifact_lake.artifact_store.ingest.calendars import ALWAYS_OPEN
 from artifact_lake.artifact_store.objects import (
     Staged,
     fsync_dir,
@@ -52,6 +56,7 @@ from artifact_lake.artifact_store.records import LeftAlone
 from . import _integrity
 from ._sandbox import connect as _sandboxed
 from ._sandbox import first_line, quote, refused
+from .calendars import calendar_of, open_slots
 from .errors import ForeignProjection, ProjectionError, QueryError
 from .spec import PARAM_TYPES, Spec, get_spec
 
@@ -72,6 +77,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FILE = re.compile(r"[0-9a-f]{64}\.duckdb")
 _META = "_projection"
 _PART = "__lake_part"
+_SLOTS = "_open_slots"
 
 
 @dataclass(frozen=True)
@@ -135,8 +141,12 @@ class Projection:
         }
 
 
-def projection_key(spec: Spec, params: Mapping[str, Any], inputs: Mapping[str, Sequence[str]]) -> str:
-    doc = {
+def projection_key(
+    spec: Spec, params: Mapping[str, Any], inputs: Mapping[str, Sequence[str]], calendar: str = ALWAYS_OPEN
+) -> str:
+    """The key of a build. ``calendar`` (the ohlcv inputs' trading calendar) counts only when it is not ``24/7``:
+    it lives in the artifacts' meta, not their ids, so the same candles on another calendar are another build."""
+    doc: dict[str, Any] = {
         "spec": spec.name,
         "version": spec.version,
         "sql": spec.sql,
@@ -144,6 +154,8 @@ def projection_key(spec: Spec, params: Mapping[str, Any], inputs: Mapping[str, S
         "inputs": {role: sorted(ids) for role, ids in sorted(inputs.items())},
         "code": CODE_VERSION,
     }
+    if calendar != ALWAYS_OPEN:
+        doc["calendar"] = calendar
     return blake3.blake3(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -187,11 +199,23 @@ def _verify_inputs(lake: _StoreLake, ids: Sequence[str]) -> None:
             )
 
 
-def _sources(lake: _StoreLake, spec: Spec, ids: Mapping[str, list[str]]) -> dict[str, Any]:
-    """The verified object files of every role as pyarrow datasets (scanned lazily, in batches)."""
+def _calendar(lake: _StoreLake, spec: Spec, ids: Mapping[str, list[str]]) -> str:
+    """The one trading calendar of the build's ohlcv inputs (``24/7`` when it has none)."""
+    ohlcv = [i for r in spec.inputs if r.type == "ohlcv" for i in ids.get(r.role, [])]
+    return calendar_of(lake, ohlcv) if ohlcv else ALWAYS_OPEN
+
+
+def _sources(
+    lake: _StoreLake, spec: Spec, ids: Mapping[str, list[str]], params: Mapping[str, Any], calendar: str
+) -> dict[str, Any]:
+    """The verified object files of every role as pyarrow datasets (scanned lazily, in batches), and the
+    ohlcv inputs' open slots on ``calendar`` as the Arrow table ``_open_slots`` (empty for ``24/7``), padded
+    by the largest duration parameter so that alert windows past the data are covered too."""
+    import pyarrow as pa
     import pyarrow.dataset as pads
 
     out: dict[str, Any] = {}
+    bars = []
     for role in spec.inputs:
         names = set()
         for i, artifact_id in enumerate(ids[role.role]):
@@ -199,8 +223,21 @@ def _sources(lake: _StoreLake, spec: Spec, ids: Mapping[str, list[str]]) -> dict
             dataset = pads.dataset(object_path(lake.root, artifact_id), format="parquet")
             names.add(tuple(sorted(dataset.schema.names)))
             out[f"_src_{role.role}_{i}"] = dataset
+            if role.type == "ohlcv" and calendar != ALWAYS_OPEN:
+                bars.append(dataset.to_table(columns=["symbol", "ts"]))
         if len(names) > 1:
             raise ProjectionError(f"the {role.role!r} inputs of spec {spec.name!r} do not have the same columns")
+    durations = {p.name: params.get(p.name) for p in spec.params if p.type == "duration"}
+    pad = max([v for k, v in durations.items() if k != "timeframe" and isinstance(v, int)], default=0)
+    timeframe = durations.get("timeframe")
+    out[_SLOTS] = open_slots(
+        calendar,
+        pa.concat_tables(bars)
+        if bars
+        else pa.table({"symbol": pa.array([], pa.string()), "ts": pa.array([], pa.int64())}),
+        timeframe_us=timeframe if isinstance(timeframe, int) else None,
+        pad_us=pad,
+    )
     return out
 
 
@@ -295,10 +332,11 @@ class Projections:
         spec = get_spec(spec_name, self.specs_dir)
         ids = _resolve_inputs(self.lake, spec, inputs)
         resolved = spec.resolve_params(dict(params or {}))
-        key = projection_key(spec, resolved, ids)
+        calendar = _calendar(self.lake, spec, ids)
+        key = projection_key(spec, resolved, ids, calendar)
         made = Projection(key, self.path(key), spec.name, ids, resolved, relations=list(spec.relations))
         if self.scratch is not None:
-            return self._build_scratch(made, spec)
+            return self._build_scratch(made, spec, calendar)
         target = made.path
         if os.path.lexists(target):
             return replace(made, reused=True, record=self._checked(target))
@@ -308,7 +346,7 @@ class Projections:
         lock = stage_lock(self.lake.root)
         staged = lock.path.with_suffix(".duckdb")
         try:
-            fhash = self._build_into(staged, spec, ids, resolved, key)
+            fhash = self._build_into(staged, spec, ids, resolved, key, calendar)
             record = self._install(staged, target, made, fhash)
         finally:
             for leftover in (staged, staged.with_name(staged.name + ".wal")):
@@ -339,7 +377,7 @@ class Projections:
         fsync_dir(self.dir)
         return record
 
-    def _build_scratch(self, made: Projection, spec: Spec) -> Projection:
+    def _build_scratch(self, made: Projection, spec: Spec, calendar: str) -> Projection:
         assert self.scratch is not None
         if made.key in self.scratch.built:
             return self.scratch.built[made.key][0]
@@ -348,7 +386,7 @@ class Projections:
         lock = self.scratch.outside(made.key) if self.lake.read_only else stage_lock(self.lake.root)
         staged = lock.path.with_suffix(".duckdb")
         try:
-            fhash = self._build_into(staged, spec, made.inputs, made.params, made.key)
+            fhash = self._build_into(staged, spec, made.inputs, made.params, made.key, calendar)
             record = _integrity.new_record(staged, made.key, made.spec, made.inputs, made.params, fhash)
         except BaseException:
             for leftover in (staged, staged.with_name(staged.name + ".wal")):
@@ -359,11 +397,14 @@ class Projections:
         self.scratch.built[made.key] = (proj, lock)
         return proj
 
-    def _build_into(self, path: Path, spec: Spec, ids: dict[str, list[str]], params: dict[str, Any], key: str) -> str:
+    def _build_into(
+        self, path: Path, spec: Spec, ids: dict[str, list[str]], params: dict[str, Any], key: str, calendar: str
+    ) -> str:
         """Build into ``path`` (sandboxed), fsync it, make it read-only; returns its file hash."""
         import duckdb
 
-        con = _sandboxed(path, read_only=False, storage_version=STORAGE_VERSION, sources=_sources(self.lake, spec, ids))
+        sources = _sources(self.lake, spec, ids, params, calendar)
+        con = _sandboxed(path, read_only=False, storage_version=STORAGE_VERSION, sources=sources)
         try:
             cols = list(spec.params)
             if cols:

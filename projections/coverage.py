@@ -1,5 +1,8 @@
 """``lake coverage``: for every alert, whether the OHLCV around it is there (full, partial, none) and which
-bar ranges are missing, published as a ``table`` artifact with lineage from the alerts and OHLCV inputs."""
+bar ranges are missing, published as a ``table`` artifact with lineage from the alerts and OHLCV inputs.
+
+On the OHLCV's trading calendar (meta ``calendar``) only the open slots count (:mod:`.calendars`): an alert on
+Friday evening whose window holds no session is ``full``; 24/7 data expects every bar of the window."""
 
 from __future__ import annotations
 
@@ -42,8 +45,19 @@ def coverage(
     present: dict[int, list[int]] = {}
     for row in proj.arrow("SELECT alert, epoch_us(ts) AS us FROM bars ORDER BY alert, ts").to_pylist():
         present.setdefault(row["alert"], []).append(row["us"])
+    on_calendar = {r["alert"] for r in proj.arrow("SELECT alert FROM _windows WHERE cal").to_pylist()}
+    slot_ranges: dict[int, list[list[str]]] = {}
+    for row in proj.arrow(
+        "SELECT alert, first_missing, last_missing FROM missing ORDER BY alert, first_missing"
+    ).to_pylist():
+        slot_ranges.setdefault(row["alert"], []).append(
+            [row["first_missing"].isoformat(), row["last_missing"].isoformat()]
+        )
     missing_col = []
     for c in cov:
+        if c["alert"] in on_calendar:  # open slots of the trading calendar, ranged by the projection
+            missing_col.append(json.dumps(slot_ranges.get(c["alert"], [])))
+            continue
         step = c["step_us"]
         if not step:
             missing_col.append(json.dumps([[c["window_start"].isoformat(), c["window_end"].isoformat()]]))
