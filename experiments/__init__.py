@@ -1,6 +1,7 @@
 """Experiments on frozen artifacts: create (idempotent), execute (results published with lineage),
 reproduce a result from its hash and prove the rerun is bit-identical."""
 
+from ._freeze import freeze
 from .errors import (
     CodeChanged,
     LookAhead,
@@ -13,7 +14,7 @@ from .errors import (
 )
 from .executor import Computed, compute, create, execute
 from .reproduce import ArtifactDiff, Report, find_run, reproduce
-from .spec import ExperimentSpec, freeze, load_spec_file, parse_spec
+from .spec import ExperimentSpec, load_spec_file, parse_spec
 from .tracker import Experiment, Run, code_version, get_experiment, list_experiments, runs_of
 
 __all__ = [

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
+from ._version import code_version
 from .errors import LookAhead, PluginError, SpecError
 
 if TYPE_CHECKING:
@@ -136,6 +137,17 @@ def _load_path(raw: str) -> None:
     _loaded_paths[key] = digest
 
 
+def unload(raw: str) -> None:
+    """Forget the plugins loaded from path ``raw`` (their registry entries and module), so that another file
+    may register the same names; the inverse of loading it through :func:`load`."""
+    path = Path(raw).expanduser().resolve()
+    name = _module_name(path)
+    _sim_plugins().unregister_module(name)
+    for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        del sys.modules[mod]
+    _loaded_paths.pop(str(path), None)
+
+
 # -- code identity ---------------------------------------------------------------------------------------
 
 
@@ -185,9 +197,7 @@ def _distribution(module: str) -> tuple[str | None, str | None]:
 def closure(plugin: Plugin) -> Closure:
     """The code closure of ``plugin`` as it is on disk now."""
     if plugin.builtin:
-        from . import tracker
-
-        return Closure(plugin.name, plugin.kind, "built-in", tracker.code_version())
+        return Closure(plugin.name, plugin.kind, "built-in", code_version())
     module = sys.modules.get(plugin.module)
     file = getattr(module, "__file__", None)
     if module is None or not file:

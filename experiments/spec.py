@@ -21,8 +21,8 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,112 +175,6 @@ def check_experiment_name(name: str) -> None:
             f"{name!r} cannot name an experiment: use 1 to 100 letters, digits and . _ : = + - starting with a"
             " letter or digit (no spaces, no '/', no '..')",
         )
-
-
-def freeze(
-    raw: Mapping[str, Any], lake: Lake, *, name: str | None = None, max_combinations: int | None = None
-) -> ExperimentSpec:
-    """Check every key of a raw spec and freeze its inputs to full artifact ids."""
-    from artifact_lake.sim import Execution
-
-    doc: dict[str, Any] = {}
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise _unknown("", key, TOP_KEYS)
-    kind = raw.get("kind")
-    if kind not in KINDS:
-        raise _fail("kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
-    doc["kind"] = kind
-    if name is not None or raw.get("name") is not None:
-        nm = name if name is not None else raw.get("name")
-        _check_value("name", nm, (str,))
-        check_experiment_name(str(nm))
-        doc["name"] = nm
-    seed = raw.get("seed", 0)
-    _check_value("seed", seed, (int,))
-    doc["seed"] = seed
-    if kind == "train":
-        from .train import freeze_train
-
-        return ExperimentSpec(freeze_train(raw, doc, lake, _freeze_inputs))
-    for key in ("env", "reward", "trainer"):
-        if key in raw:
-            raise _fail(key, 'belongs to kind = "train" specs')
-    strategy = dict(raw.get("strategy") or {})
-    sname = strategy.pop("name", None)
-    if sname in STRATEGIES:
-        roles, params = STRATEGIES[sname]
-        plugin = None
-    else:
-        from . import plugins
-
-        plugins.load()
-        plugin = plugins.resolve("strategy", sname, extra_known=STRATEGIES)
-        roles, params = ("ohlcv",), plugin_params(plugin)
-    for key, value in strategy.items():
-        if key not in params:
-            raise _unknown("strategy.", key, params)
-        _check_param(f"strategy.{key}", value, params[key][0])
-    doc["strategy"] = {"name": sname, **strategy}
-    execution = dict(raw.get("execution") or {})
-    known_exec = {f.name for f in fields(Execution)}
-    for key in execution:
-        if key not in known_exec:
-            raise _unknown("execution.", key, known_exec)
-    try:
-        Execution.from_dict(execution)
-    except (ValueError, TypeError) as exc:
-        raise SpecError(f"spec key 'execution': {exc}") from exc
-    doc["execution"] = execution
-    sweep = dict(raw.get("sweep") or {})
-    for key, values in sweep.items():
-        if key not in params:
-            raise _unknown("sweep.", key, params)
-        if not isinstance(values, list) or not values:
-            raise _fail(f"sweep.{key}", "must be a non-empty list of values")
-        for v in values:
-            _check_param(f"sweep.{key}", v, params[key][0])
-    if plugin is not None:
-        for p in plugin.params:
-            if p.required and p.name not in strategy and p.name not in sweep:
-                raise _fail(f"strategy.{p.name}", f"missing: {sname!r} needs it ({p.describe()}, no default)")
-    limit = MAX_COMBINATIONS if max_combinations is None else max_combinations
-    count = math.prod(len(v) for v in sweep.values())
-    if count > limit:
-        shown = " x ".join(f"{len(sweep[k])} {k}" for k in sorted(sweep))
-        raise _fail(
-            "sweep",
-            f"{shown} make {count:,} combinations, more than the limit of {limit:,}"
-            " (raise it with --max-combinations, or sweep fewer values)",
-        )
-    if sweep:
-        doc["sweep"] = sweep
-    wanted: dict[str, list[str]] = {}
-    for key, lists in (
-        ("strategy.symbols", [strategy.get("symbols", [])]),
-        ("sweep.symbols", sweep.get("symbols", [])),
-    ):
-        for symbols in lists:
-            if not all(isinstance(x, str) and x for x in symbols) or len(set(symbols)) != len(symbols):
-                raise _fail(key, f"must list distinct symbol names, not {symbols!r}")
-            seen = wanted.setdefault(key, [])
-            seen += [x for x in symbols if x not in seen]
-    doc["inputs"] = _freeze_inputs(raw.get("inputs"), roles, lake)
-    there = input_symbols(lake, doc["inputs"]["ohlcv"]) if any(wanted.values()) else []
-    for key, symbols in wanted.items():
-        missing = [x for x in symbols if x not in there]
-        if missing:
-            raise _fail(key, f"{', '.join(missing)} not in the ohlcv inputs ({', '.join(there)})")
-    spec = ExperimentSpec(doc)
-    from .strategies import check_combo
-
-    for combo in spec.iter_combos():
-        check_combo(combo)
-    if sname == "policy":
-        from .train import check_policy
-
-        check_policy(lake, doc["inputs"]["policy"], execution)
-    return spec
 
 
 def input_symbols(lake: Lake, ohlcv_ids: list[str]) -> list[str]:

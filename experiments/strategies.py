@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import plugins
 from .errors import SpecError
+from .spec import STRATEGIES
 
 if TYPE_CHECKING:
     from artifact_lake.sim.plugins import Plugin
@@ -20,21 +22,17 @@ OWN_KINDS = ("alert_replay", "policy")
 
 def signal_plugin(name: str) -> Plugin:
     """The registered strategy plugin ``name`` (entry points and ``LAKE_PLUGINS`` loaded first)."""
-    from . import plugins
-
     plugins.load()
     return plugins.resolve("strategy", name)
 
 
 def strategy_defaults(name: str) -> dict[str, Any]:
     """Every parameter's default of strategy ``name`` (none for a name not registered)."""
-    from .spec import STRATEGIES
-
     if name in STRATEGIES:
         return {k: d for k, (_, d) in STRATEGIES[name][1].items() if k != "symbols"}
-    from artifact_lake.sim import plugins
+    from artifact_lake.sim import plugins as registry
 
-    found = plugins.get("strategy", name)
+    found = registry.get("strategy", name)
     return found.defaults() if found is not None else {}
 
 

@@ -31,12 +31,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import blake3
-
 from artifact_lake.artifact_store import manifest as mf
 from artifact_lake.artifact_store.errors import ReadOnlyLake
 from artifact_lake.artifact_store.objects import is_stale, stage_lock
 
+from ._version import code_version as code_version
 from .errors import NotFoundExperiment, SpecError
 from .spec import ExperimentSpec, canonical_json
 
@@ -89,7 +88,6 @@ KEY_LIBRARIES = (
     "click",
     "rich",
 )
-_PACKAGES = ("sim", "experiments", "projections", "schemas", "artifact_store")
 
 
 _OLD_RUN_COLUMNS = (
@@ -127,22 +125,6 @@ def ensure_tables(db: sqlite3.Connection) -> None:
     except (sqlite3.OperationalError, ReadOnlyLake):  # a read-only lake: read its older table as it is
         if row is None:
             raise
-
-
-@cache
-def code_version() -> str:
-    """``<package version>+<blake3 of the source of every package, 12 hex>``: changes with any code edit."""
-    root = Path(__file__).resolve().parent.parent
-    h = blake3.blake3()
-    for pkg in _PACKAGES:
-        for path in sorted((root / pkg).rglob("*")):
-            if path.suffix in (".py", ".toml") and "__pycache__" not in path.parts:
-                h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    try:
-        version = metadata.version("artifact-lake")
-    except metadata.PackageNotFoundError:
-        version = "0+unknown"
-    return f"{version}+{h.hexdigest()[:12]}"
 
 
 @cache

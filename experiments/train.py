@@ -13,7 +13,9 @@ import numpy as np
 
 from artifact_lake.schemas.errors import MissingExtra
 
+from ._inputs import bars_by_symbol
 from .errors import SimError, SpecError
+from .spec import _check_value, _unknown, check_symbols, input_symbols
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -46,8 +48,6 @@ def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, f
     require_torch()
     from artifact_lake.sim.ppo import PPOConfig
 
-    from .spec import _check_value, _unknown
-
     for key in ("strategy", "sweep"):
         if key in raw:
             raise SpecError(f"spec key {key!r}: train experiments take [env], [reward], [execution] and [trainer]")
@@ -76,8 +76,6 @@ def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, f
         raise SpecError(f"spec: {exc}") from exc
     doc.update({"env": env, "reward": reward, "execution": execution, "trainer": trainer})
     doc["inputs"] = freeze_inputs(raw.get("inputs"), ("ohlcv",), lake)
-    from .spec import check_symbols, input_symbols
-
     if "symbol" in env:
         check_symbols(lake, doc["inputs"]["ohlcv"], [env["symbol"]], "env.symbol")
     else:
@@ -115,10 +113,8 @@ def ppo_config(trainer: dict[str, Any], seed: int) -> Any:
 def _market(lake: Lake, spec: ExperimentSpec) -> tuple[str, Any]:
     from artifact_lake.sim import Market
 
-    from .executor import _bars_by_symbol
-
     symbol = spec.doc["env"].get("symbol")
-    bars = _bars_by_symbol(lake, spec.inputs["ohlcv"], [symbol] if symbol else [])
+    bars = bars_by_symbol(lake, spec.inputs["ohlcv"], [symbol] if symbol else [])
     if len(bars) != 1:
         raise SpecError(f"spec key 'env.symbol': the ohlcv inputs hold {', '.join(bars)}; name the one to train on")
     symbol, b = next(iter(bars.items()))

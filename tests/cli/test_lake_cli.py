@@ -174,21 +174,36 @@ def test_demo_tells_the_whole_story_and_is_deterministic(tmp_path):
     assert {e["parent"] for e in out["lineage"]["edges"]} == {raw["id"]}
     assert out["reproduce"]["identical"] is True
     assert (where / "demo-sma.png").read_bytes()[:4] == b"\x89PNG"
+    plugin = out["plugin"]  # the user's own strategy: written, registered, swept, reproduced, edited
+    assert set(plugin["results"]) == {"trades", "equity", "metrics"}
+    assert set(plugin["code"]) == {"demo_bollinger", "demo_zscore"}
+    assert plugin["checks"]["plugins"]["demo_bollinger"]["combinations"] == 9  # 3 k x 3 symbols, guarded
+    assert plugin["reproduce"]["identical"] is True
+    assert plugin["edited"]["refused"] is True
+    diff = next(c["diff"] for c in plugin["edited"]["changes"] if c["plugin"] == "demo_bollinger")
+    assert "-    out[z > 0] = 0.0\n+    out[z > 0.5] = 0.0" in diff
+    assert "out[z > 0.5]" in (where / "demo_strategies.py").read_text()
     again = json.loads(CliRunner().invoke(lake, ["demo", "--lake", str(tmp_path / "d2"), "--json"]).stdout)
     assert again["experiments"]["sma"]["results"] == sma  # seeded data, deterministic code: same ids elsewhere
+    assert again["plugin"]["results"] == plugin["results"] and again["plugin"]["code"] == plugin["code"]
     text = CliRunner().invoke(lake, ["demo", "--lake", str(tmp_path / "d3")]).stdout
     assert "identical: every result id matches" in text and f"The demo lake is at {tmp_path / 'd3'}" in text
+    assert "+    out[z > 0.5] = 0.0" in text and "reproduce refuses (exit 1 on the CLI)" in text
 
 
 def _commands(group) -> list[str]:
-    return sorted(group.commands)
+    import click
+
+    return group.list_commands(click.Context(group))
 
 
 def test_every_command_has_help_and_a_readme_line():
+    import click
+
     readme = (ROOT / "README.md").read_text()
     for group, prog in ((lake, "lake"), (experiments, "experiments")):
         for name in _commands(group):
-            cmd = group.commands[name]
+            cmd = group.get_command(click.Context(group), name)
             assert cmd.help and cmd.help.strip(), name
             assert f"`{prog} {name}" in readme, f"README lacks {prog} {name}"
             r = CliRunner().invoke(group, [name, "--help"])
@@ -224,3 +239,22 @@ def test_console_script_runs_as_a_real_process_without_heavy_imports(tmp_path, p
         ["lake", "--lake", str(root), "show", "ffffff"], capture_output=True, text=True, env=subprocess_env()
     )
     assert bad.returncode == 2 and bad.stderr == "error: no artifact matches 'ffffff'\n"
+
+
+def test_lazy_commands_are_listed_with_their_own_help_and_load_only_when_run():
+    """`lake --help` lists commands of modules it has not imported; what it prints must be theirs."""
+    import click
+
+    probe = (
+        "import json, sys\n"
+        "from artifact_lake.cli.main import lake\n"
+        "from click.testing import CliRunner\n"
+        "CliRunner().invoke(lake, ['--help'])\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('artifact_lake.cli'))))\n"
+    )
+    r = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, env=subprocess_env(), timeout=60)
+    assert json.loads(r.stdout) == ["artifact_lake.cli", "artifact_lake.cli._core", "artifact_lake.cli.main"]
+    for group in (lake, experiments):
+        for name, (_module, short) in group.lazy.items():
+            cmd = group.get_command(click.Context(group), name)
+            assert cmd is not None and " ".join(cmd.help.split("\n\n")[0].split()) == short, name

@@ -1,0 +1,385 @@
+"""Runners: each kind of work an experiment does, behind one small interface chosen from the spec.
+
+The executor (:mod:`.executor`) owns a run's lifecycle (verify the inputs, record the run, reuse, publish with
+lineage, failures); a runner owns the work: which user plugins it runs (code identity), what it refuses
+before a run is recorded, the device it needs, the meta of its results and the result tables themselves.
+
+=================  ======================================  =================================
+runner             chosen when                             results
+=================  ======================================  =================================
+``signal``         ``kind = "backtest"``, any registered   trades, equity, metrics
+                   strategy plugin (built-in or the user's)
+``alert_replay``   ``strategy.name = "alert_replay"``      alert_results, equity, metrics
+``policy``         ``strategy.name = "policy"``            trades, equity, metrics
+``train``          ``kind = "train"``                      policy, training_curve, metrics
+=================  ======================================  =================================
+
+Invariants: results are functions of the inputs, the spec and the code (no clock, no paths; rows in
+combination, then symbol, then time order); timings go to the run record, never into a result. A runner
+publishes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from . import plugins, train
+from ._inputs import annualised, bars_by_symbol
+from ._tables import METRIC_COLUMNS, equity_table, trades_table, ts_array
+from .errors import SimError, SpecError
+from .strategies import OWN_KINDS, policy_params, signal_plugin
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from artifact_lake.projections import Lake
+    from artifact_lake.sim.plugins import Plugin
+
+    from .spec import ExperimentSpec
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a runner computed, before anything is published."""
+
+    tables: dict[str, pa.Table]
+    """Result tables by role."""
+    code: dict[str, Any] = field(default_factory=dict)
+    """The user plugins it ran, by name: their :class:`plugins.Closure` (built-ins are the code version)."""
+    checks: dict[str, Any] = field(default_factory=dict)
+    """What the look-ahead guard checked (empty when no user plugin ran)."""
+
+
+class Runner(Protocol):
+    """One kind of work. Runners are stateless: every method takes the frozen spec."""
+
+    name: str
+
+    def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
+        """The user plugins (not built-ins) ``spec`` runs, as registered now: their code hashes decide reuse."""
+        ...
+
+    def precheck(self, lake: Lake, spec: ExperimentSpec) -> None:
+        """Refuse input that never could run, before a run is recorded (raise a ``LakeError``)."""
+        ...
+
+    def device(self, spec: ExperimentSpec) -> str:
+        """The device the run records (``cpu`` unless the work trains a network)."""
+        ...
+
+    def result_meta(self, spec: ExperimentSpec, role: str) -> dict[str, Any]:
+        """Extra meta of the result ``role`` (beside its experiment and role)."""
+        ...
+
+    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+        """Every result table of ``spec`` from its verified inputs; adds its phases to ``timings``."""
+        ...
+
+
+class _Base:
+    """Defaults: no user plugins, nothing to precheck, the CPU, no extra meta."""
+
+    name = "base"
+
+    def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
+        return []
+
+    def precheck(self, lake: Lake, spec: ExperimentSpec) -> None:
+        return None
+
+    def device(self, spec: ExperimentSpec) -> str:
+        return "cpu"
+
+    def result_meta(self, spec: ExperimentSpec, role: str) -> dict[str, Any]:
+        return {}
+
+
+class SignalBacktest(_Base):
+    """A registered strategy plugin (built-in or the user's) swept over every symbol; user plugins go through
+    the output contract and the look-ahead guard, and their code closures are returned for publishing."""
+
+    name = "signal"
+
+    def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
+        plugin = signal_plugin(spec.doc["strategy"]["name"])
+        return [p for p in [plugin, *plugins.used_indicators(plugin)] if not p.builtin]
+
+    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+        t0 = time.perf_counter()
+        bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
+        timings["load"] = time.perf_counter() - t0
+        combos = _SignalCombos(spec, bars)
+        combos.execution = annualised(lake, spec, bars, combos.execution)
+        tables = signal_backtests(spec, bars, progress, timings, combos)
+        timings["signals"] = combos.signal_seconds
+        if combos.guarded:
+            timings["lookahead_guard"] = combos.log.seconds
+        return Output(tables, combos.code, combos.log.to_dict() if combos.guarded else {})
+
+
+class PolicyBacktest(_Base):
+    """A stored policy (``tensors``) run greedily over each symbol, then backtested like any strategy."""
+
+    name = "policy"
+
+    def precheck(self, lake: Lake, spec: ExperimentSpec) -> None:
+        train.check_policy(lake, spec.inputs["policy"], spec.doc.get("execution", {}))
+
+    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+        t0 = time.perf_counter()
+        bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
+        timings["load"] = time.perf_counter() - t0
+        runs = dict(train.policy_backtests(lake, spec, bars))
+        return Output(signal_backtests(spec, bars, progress, timings, lambda combo, symbol, b: runs[symbol]))
+
+
+class AlertReplay(_Base):
+    """Alerts replayed against the bars with an exit policy per combination (one portfolio per combination)."""
+
+    name = "alert_replay"
+
+    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+        return Output(_alert_replay_tables(lake, spec, progress, timings))
+
+
+class Training(_Base):
+    """A PPO policy trained on one symbol (``kind = "train"``), with its curve and validation metrics."""
+
+    name = "train"
+
+    def device(self, spec: ExperimentSpec) -> str:
+        train.require_torch()
+        from artifact_lake.sim.ppo import pick_device
+
+        return str(pick_device(train.ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).device).type)
+
+    def result_meta(self, spec: ExperimentSpec, role: str) -> dict[str, Any]:
+        return train.policy_meta(spec) if role == "policy" else {}
+
+    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+        return Output(train.compute_train(lake, spec, progress, timings))
+
+
+RUNNERS: dict[str, Runner] = {r.name: r for r in (SignalBacktest(), PolicyBacktest(), AlertReplay(), Training())}
+"""Every runner by name."""
+
+
+def runner_for(spec: ExperimentSpec) -> Runner:
+    """The runner of ``spec``: training for ``kind = "train"``, the lake's own kinds of work by strategy name
+    (``alert_replay``, ``policy``), and every other strategy is a signal plugin."""
+    if spec.kind == "train":
+        return RUNNERS["train"]
+    name = spec.doc["strategy"]["name"]
+    return RUNNERS[name] if name in OWN_KINDS else RUNNERS["signal"]
+
+
+class _SignalCombos:
+    """One backtest of a signal plugin's combination on one symbol, with the output contract and, for user
+    plugins, the look-ahead guard. A plugin's sweep fast path, when it has one, computes every combination's
+    orders in turn per symbol (the executor asks for them in combination order)."""
+
+    def __init__(self, spec: ExperimentSpec, bars: dict[str, Any]) -> None:
+        from artifact_lake import sim
+
+        try:
+            self.execution = sim.Execution.from_dict(spec.doc.get("execution", {}))
+        except (ValueError, TypeError) as exc:
+            raise SimError(str(exc)) from exc
+        self.plugin = signal_plugin(spec.doc["strategy"]["name"])
+        self.guarded = not self.plugin.builtin
+        self.indicators = [i for i in plugins.used_indicators(self.plugin) if not i.builtin]
+        self.code = {p.name: plugins.closure(p) for p in [self.plugin, *self.indicators] if not p.builtin}
+        self.log = plugins.GuardLog()
+        self.signal_seconds = 0.0
+        self.combos = [self.plugin.bind(c) for c in spec.iter_combos()]
+        self.streams: dict[str, Any] = {}
+        if self.plugin.sweep is not None and len(self.combos) > 1:
+            self.streams = {s: iter(self.plugin.sweep(b, self.combos)) for s, b in bars.items()}
+        self.next_combo = dict.fromkeys(bars, 0)
+
+    def signals(self, values: dict[str, Any], symbol: str, b: Any) -> np.ndarray:
+        from artifact_lake.sim.plugins import check_output
+
+        c = self.next_combo[symbol]
+        self.next_combo[symbol] = c + 1
+        t0 = time.perf_counter()
+        stream = self.streams.get(symbol)
+        raw = next(stream) if stream is not None else self.plugin(b, values)
+        out = check_output(self.plugin, raw, len(b), values)
+        self.signal_seconds += time.perf_counter() - t0
+        if self.guarded:
+            t0 = time.perf_counter()
+            report = plugins.guard(self.plugin, b, values, out, f"; {symbol}")
+            self.log.add(self.plugin.name, len(report["cuts"]))
+            if c == 0:
+                for ind in self.indicators:
+                    full = check_output(ind, ind(b, {}), len(b), {})
+                    self.log.add(ind.name, len(plugins.guard(ind, b, {}, full, f"; {symbol}")["cuts"]))
+            self.log.seconds += time.perf_counter() - t0
+        return out
+
+    def __call__(self, combo: dict[str, Any], symbol: str, b: Any) -> Any:
+        from artifact_lake import sim
+
+        values = self.plugin.bind(combo)
+        return sim.run(b, self.signals(values, symbol, b), self.execution)
+
+
+def signal_backtests(
+    spec: ExperimentSpec,
+    bars: dict[str, Any],
+    progress: Progress | None,
+    timings: dict[str, float],
+    run_one: Callable[[dict[str, Any], str, Any], Any],
+) -> dict[str, pa.Table]:
+    import pyarrow as pa
+
+    combos = spec.combos()
+    trades: dict[str, list[Any]] = {}
+    equity: dict[str, list[Any]] = {k: [] for k in ("combo", "symbol", "ts", "equity", "cash", "position")}
+    metrics: list[dict[str, Any]] = []
+    total = len(combos) * len(bars)
+    done = 0
+    sim_time = 0.0
+    for c, combo in enumerate(combos):
+        for symbol, b in bars.items():
+            t0 = time.perf_counter()
+            try:
+                res = run_one(combo, symbol, b)
+            except (ValueError, TypeError) as exc:
+                raise SimError(f"combination {c} ({symbol}): {exc}") from exc
+            sim_time += time.perf_counter() - t0
+            rows = res.trade_rows(b.ts)
+            n = len(res.trades)
+            for key, col in (("combo", np.full(n, c)), ("symbol", np.full(n, symbol, dtype=object))):
+                trades.setdefault(key, []).append(col)
+            for key, col in rows.items():
+                trades.setdefault(key, []).append(col)
+            for key, col in (
+                ("combo", np.full(len(b), c)),
+                ("symbol", np.full(len(b), symbol, dtype=object)),
+                ("ts", b.ts),
+                ("equity", res.equity),
+                ("cash", res.cash),
+                ("position", res.position),
+            ):
+                equity[key].append(col)
+            m = {"combo": c, "symbol": symbol}
+            m.update({k: float(res.metrics[k]) for k in METRIC_COLUMNS})
+            m["n_trades"] = int(res.metrics["n_trades"])  # closed trades (backtesting.py's "# Trades")
+            m["open_trades"] = int(res.metrics["open_trades"])  # a position still open at the last bar
+            m.update({k: combo[k] for k in spec.swept})
+            metrics.append(m)
+            done += 1
+            if progress is not None:
+                progress(done, total, f"combo {c + 1}/{len(combos)} {symbol}")
+    timings["simulate"] = sim_time
+    return {
+        "trades": trades_table(trades),
+        "equity": equity_table(equity),
+        "metrics": pa.Table.from_pylist(metrics),
+    }
+
+
+def _alert_replay_tables(
+    lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]
+) -> dict[str, pa.Table]:
+    import pyarrow as pa
+
+    from artifact_lake import sim
+
+    t0 = time.perf_counter()
+    bars = bars_by_symbol(lake, spec.inputs["ohlcv"], [])
+    alerts_proj = lake.projection(
+        "alerts_ohlcv",
+        {"alerts": spec.inputs["alerts"], "ohlcv": spec.inputs["ohlcv"]},
+        {"before": "0s", "after": "0s"},
+    )
+    alerts = alerts_proj.arrow("SELECT * FROM alerts ORDER BY alert")
+    timings["load"] = time.perf_counter() - t0
+    combos = spec.combos()
+    per_alert: list[pa.Table] = []
+    equity: dict[str, list[Any]] = {k: [] for k in ("combo", "symbol", "ts", "equity", "cash", "position")}
+    metrics: list[dict[str, Any]] = []
+    ts = alerts.column("ts").cast(pa.int64()).to_numpy()
+    sim_time = 0.0
+    for c, combo in enumerate(combos):
+        if combo.get("require_coverage"):
+            cov = lake.projection(
+                "alerts_ohlcv",
+                {"alerts": spec.inputs["alerts"], "ohlcv": spec.inputs["ohlcv"]},
+                {"before": "0s", "after": f"{max(int(combo.get('max_hold_bars', 0)), 1)}m"},
+            ).arrow("SELECT alert, symbol, ts, coverage FROM coverage WHERE coverage <> 'full' ORDER BY alert LIMIT 3")
+            if cov.num_rows:
+                first = cov.to_pylist()[0]
+                raise SpecError(
+                    f"spec key 'strategy.require_coverage': alert {first['alert']} ({first['symbol']} at "
+                    f"{first['ts'].isoformat()}) has {first['coverage']} OHLCV coverage (see: lake coverage)"
+                )
+        try:
+            policy = sim.AlertPolicy.from_dict(policy_params(combo, spec.doc.get("execution", {})))
+            t1 = time.perf_counter()
+            out = sim.alert_replay(
+                bars, ts, alerts.column("symbol").to_pylist(), alerts.column("side").to_pylist(), policy
+            )
+            sim_time += time.perf_counter() - t1
+        except (ValueError, TypeError) as exc:
+            raise SimError(f"combination {c}: {exc}") from exc
+        rows = out["alerts"]
+        n = len(rows["alert"])
+        per_alert.append(
+            pa.table(
+                {
+                    "combo": pa.array(np.full(n, c), pa.int64()),
+                    "alert": pa.array(rows["alert"], pa.int64()),
+                    "symbol": pa.array(rows["symbol"], pa.string()),
+                    "side": pa.array(rows["side"], pa.int8()),
+                    "status": pa.array(rows["status"], pa.string()),
+                    "entry_ts": ts_array(rows["entry_ts"]),
+                    "entry_price": pa.array(rows["entry_price"], pa.float64()),
+                    "exit_ts": ts_array(rows["exit_ts"]),
+                    "exit_price": pa.array(rows["exit_price"], pa.float64()),
+                    "exit_reason": pa.array(rows["exit_reason"], pa.string()),
+                    "return": pa.array(rows["return"], pa.float64()),
+                    "net_return": pa.array(rows["net_return"], pa.float64()),
+                    "mae": pa.array(rows["mae"], pa.float64()),
+                    "mfe": pa.array(rows["mfe"], pa.float64()),
+                    "bars_to_exit": pa.array(rows["bars_to_exit"], pa.int64()),
+                    "seconds_to_exit": pa.array(rows["seconds_to_exit"], pa.float64()),
+                    "units": pa.array(rows["units"], pa.float64()),
+                    "fees": pa.array(rows["fees"], pa.float64()),
+                    "pnl": pa.array(rows["pnl"], pa.float64()),
+                }
+            )
+        )
+        k = len(out["timeline"])
+        for key, col in (
+            ("combo", np.full(k, c)),
+            ("symbol", np.full(k, "*", dtype=object)),
+            ("ts", out["timeline"]),
+            ("equity", out["equity"]),
+            ("cash", out["cash"]),
+            ("position", out["open"].astype(np.float64)),
+        ):
+            equity[key].append(col)
+        m = {"combo": c, "symbol": "*"}
+        m.update({k2: float(v) for k2, v in out["metrics"].items()})
+        m["n_trades"] = int(out["metrics"]["n_trades"])
+        m["open_trades"] = 0  # alert replay closes every position at the last bar (exit reason "end")
+        m.update({k2: combo[k2] for k2 in spec.swept})
+        metrics.append(m)
+        if progress is not None:
+            progress(c + 1, len(combos), f"combo {c + 1}/{len(combos)}")
+    timings["simulate"] = sim_time
+    return {
+        "alert_results": pa.concat_tables(per_alert),
+        "equity": equity_table(equity),
+        "metrics": pa.Table.from_pylist(metrics),
+    }
