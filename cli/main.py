@@ -93,7 +93,7 @@ def show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
     """Type, rows, bytes, schema, names, meta, parents and children of an artifact."""
     from artifact_lake.cli._render import emit_json, show_artifact
 
-    lk = open_lake(ctx)
+    lk = open_lake(ctx, store_only=True)
     art = lk.get(ref)
     parents, children, runs = lk.parents(art.id), lk.children(art.id), lk.runs_of(art.id)
     if as_json:
@@ -114,7 +114,7 @@ def cat_cmd(ctx: click.Context, ref: str, limit: int, columns: str | None, as_js
     """The first rows of an artifact as a table (one block per row when wider than the terminal)."""
     from artifact_lake.cli._render import arrow_table, emit_json
 
-    tbl = open_lake(ctx).head(ref, limit)
+    tbl = open_lake(ctx, store_only=True).head(ref, limit)
     if columns is not None:
         tbl = _select_columns(tbl, columns)
     if as_json:
@@ -154,7 +154,7 @@ def get_cmd(ctx: click.Context, ref: str, out: str, fmt: str, as_json: bool) -> 
     """Write an artifact to a file (Parquet: the stored bytes; or CSV)."""
     from artifact_lake.cli._render import emit_json
 
-    lk = open_lake(ctx)
+    lk = open_lake(ctx, store_only=True)
     artifact_id = lk.resolve(ref)
     path = lk.export(artifact_id, out, fmt)
     if as_json:
@@ -183,7 +183,9 @@ def find_cmd(
     """Artifacts matching every filter, newest first."""
     from artifact_lake.cli._render import artifacts_table, emit_json
 
-    arts = open_lake(ctx).find(type=type_, name=name, meta=parse_pairs(meta, "--meta"), since=since, limit=limit)
+    arts = open_lake(ctx, store_only=True).find(
+        type=type_, name=name, meta=parse_pairs(meta, "--meta"), since=since, limit=limit
+    )
     if as_json:
         emit_json([a.to_dict() for a in arts])
     else:
@@ -205,7 +207,9 @@ def lineage_cmd(ctx: click.Context, ref: str, direction: str, depth: int | None,
     """Where an artifact came from (--up) or what came of it (--down)."""
     from artifact_lake.cli._render import emit_json, lineage_text, lineage_tree
 
-    lin = open_lake(ctx).lineage(ref, up=direction in ("up", "both"), down=direction in ("down", "both"), depth=depth)
+    lin = open_lake(ctx, store_only=True).lineage(
+        ref, up=direction in ("up", "both"), down=direction in ("down", "both"), depth=depth
+    )
     if as_json or fmt == "json":
         emit_json(lin.to_dict())
     elif fmt == "tree":
@@ -322,22 +326,40 @@ def demo_cmd(ctx: click.Context, demo_lake: str | None, as_json: bool) -> None:
     run_demo(demo_lake or ctx.obj.get("lake"), as_json=as_json)
 
 
-# -- command modules of their own (each imports only click at the top; heavy imports inside the commands) ---------
-# One line per module: each registers its commands with `@lake.command(...)` / `@experiments.command(...)` after
-# `from .main import lake, experiments`.
-from . import _projection_cmds  # noqa: E402,F401
-
-# isort: split
-from . import _ingest_cmds  # noqa: E402,F401
-
-# isort: split
-from . import _experiments_cmds  # noqa: E402,F401
-
-# isort: split
-from . import _ui_cmd  # noqa: E402,F401
-
-# isort: split
-from . import _remote_cmds  # noqa: E402,F401
+# -- command modules of their own, loaded when one of their commands runs (each imports only click at the top) -----
+# Each registers its commands with `@lake.command(...)` / `@experiments.command(...)` after
+# `from .main import lake, experiments`; the one-line help here is what `--help` lists before the module loads
+# (tests/cli/test_lake_cli.py keeps it equal to the command's own).
+_LAZY: dict[click.Group, dict[str, tuple[str, str]]] = {
+    lake: {
+        "projection": ("_projection_cmds", "Disposable DuckDB projections of artifact sets (build, list, show, drop)."),
+        "query": ("_projection_cmds", "Run read-only SQL against a projection; render it, write it, or publish it as an artifact."),
+        "ingest": ("_ingest_cmds", "Bring data in, validated: ccxt OHLCV backfills, CSV/Parquet files, alert feeds."),
+        "coverage": ("_ingest_cmds", "Publish per-alert OHLCV coverage (full, partial, none, missing ranges) and print a summary."),
+        "reproduce": ("_experiments_cmds", "Same as `experiments reproduce`: re-run the run behind a result and compare ids (exit 1 if different)."),
+        "ui": ("_ui_cmd", "Serve a read-only web UI of the lake: artifacts, lineage, experiments, charts, reproduce."),
+        "remote": ("_remote_cmds", "Remotes this lake pushes to and pulls from: s3://BUCKET/PREFIX or file:///PATH."),
+        "push": ("_remote_cmds", "Upload REFS (with their lineage) that the remote lacks, then their records as one immutable segment."),
+        "pull": ("_remote_cmds", "Merge the remote's records, then download REFS, checking file hash and content id before registering."),
+        "clone": ("_remote_cmds", "Make a new lake in DIRECTORY from the remote at URL (records and, unless --records-only, objects)."),
+    },
+    experiments: {
+        "create": ("_experiments_cmds", "Check a spec, freeze its inputs to artifact ids and record it; prints the experiment id."),
+        "execute": ("_experiments_cmds", "Run an experiment: verify inputs, project, simulate, publish results with lineage."),
+        "list": ("_experiments_cmds", "Experiments, newest first, with their latest run."),
+        "show": ("_experiments_cmds", "Spec, runs, results, metrics table and lineage of an experiment."),
+        "compare": ("_experiments_cmds", "Metrics of several experiments side by side (their latest succeeded runs), with every parameter."),
+        "plot": ("_experiments_cmds", "A PNG of an experiment's latest run; prints which curves it drew and which it left out."),
+        "plugins": ("_experiments_cmds", "Every registered strategy and indicator: parameters, where it comes from, code hash."),
+        "code": ("_experiments_cmds", "The user plugin code a run recorded (of a result, run or experiment): shown, or written to --out DIR."),
+        "reproduce": ("_experiments_cmds", "Re-run the run behind a result (or run, or experiment) and prove its ids are identical."),
+    },
+}  # fmt: skip
+for _group, _table in _LAZY.items():
+    assert isinstance(_group, LakeGroup)
+    for _name, (_module, _help) in _table.items():
+        _group.add_lazy(_name, _module, _help)
+    _group.on_load = lambda: attach_completion(lake, experiments)
 
 attach_completion(lake, experiments)
 
