@@ -155,15 +155,13 @@ class LakeGroup(_OneLineUsage, click.Group):
         return self.commands.get(cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from click.utils import make_default_short_help
-
         rows: list[tuple[str, str]] = []
         names = self.list_commands(ctx)
         limit = formatter.width - 6 - max((len(n) for n in names), default=0)
         for name in names:
             cmd = self.commands.get(name)
-            if cmd is None:  # not loaded: its recorded help, without importing its module
-                rows.append((name, make_default_short_help(self.lazy[name][1], limit)))
+            if cmd is None:  # not loaded: a stand-in with its recorded help, shortened the way click shortens
+                rows.append((name, click.Command(name, help=self.lazy[name][1]).get_short_help_str(limit)))
             elif not cmd.hidden:
                 rows.append((name, cmd.get_short_help_str(limit)))
         if rows:
