@@ -11,7 +11,8 @@ runner             chosen when                             results
                    strategy plugin (built-in or the user's)
 ``alert_replay``   ``strategy.name = "alert_replay"``      alert_results, equity, metrics
 ``policy``         ``strategy.name = "policy"``            trades, equity, metrics
-``train``          ``kind = "train"``                      policy, training_curve, metrics
+``train``          ``kind = "train"`` (user indicators     policy, training_curve, metrics
+                   named in ``env.features``)
 =================  ======================================  =================================
 
 Invariants: results are functions of the inputs, the spec and the code (no clock, no paths; rows in
@@ -160,11 +161,21 @@ class Training(_Base):
 
         return str(pick_device(train.ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).device).type)
 
+    def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
+        """The user indicators ``env.features`` names (built-in features and indicators are the code version)."""
+        return train.feature_plugins(spec.doc.get("env", {}))
+
     def result_meta(self, spec: ExperimentSpec, role: str) -> dict[str, Any]:
         return train.policy_meta(spec) if role == "policy" else {}
 
     def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
-        return Output(train.compute_train(lake, spec, progress, timings))
+        used = self.user_plugins(spec)
+        code = {p.name: plugins.closure(p) for p in used}
+        log = plugins.GuardLog()
+        tables = train.compute_train(lake, spec, progress, timings, log if used else None)
+        if used:
+            timings["lookahead_guard"] = log.seconds
+        return Output(tables, code, log.to_dict() if used else {})
 
 
 RUNNERS: dict[str, Runner] = {r.name: r for r in (SignalBacktest(), PolicyBacktest(), AlertReplay(), Training())}

@@ -13,6 +13,7 @@ import numpy as np
 
 from artifact_lake.schemas.errors import MissingExtra
 
+from . import plugins
 from ._inputs import bars_by_symbol
 from .errors import SimError, SpecError
 from .spec import _check_value, _unknown, check_symbols, input_symbols
@@ -57,6 +58,8 @@ def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, f
             raise _unknown("env.", k, ENV_KEYS)
     if "symbol" in env:
         _check_value("env.symbol", env["symbol"], (str,))
+    if "features" in env:
+        feature_plugins(env)
     reward = dict(raw.get("reward") or {})
     for k, v in reward.items():
         if k not in REWARD_KEYS:
@@ -87,9 +90,46 @@ def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, f
     return doc
 
 
+def feature_plugins(env: Mapping[str, Any], key: str = "env.features") -> list[Any]:
+    """The user indicators (not built-ins) ``env.features`` names, registered plugins loaded first; a feature
+    that is neither a built-in nor a registered indicator is a one-line :class:`SpecError` naming it."""
+    from artifact_lake.sim.features import indicator_plugins
+
+    feats = env.get("features")
+    if feats is None:
+        return []
+    if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
+        raise SpecError(f"spec key {key!r}: must be a list of feature strings, not {feats!r}")
+    plugins.load()
+    try:
+        return [p for p in indicator_plugins(feats) if not p.builtin]
+    except ValueError as exc:
+        raise SpecError(f"spec key {key!r}: {exc}") from exc
+
+
+def guard_features(market: Any, symbol: str, log: plugins.GuardLog) -> None:
+    """The look-ahead guard over every user indicator the environment's features compute, on its bars."""
+    from artifact_lake.sim.features import resolve_features
+    from artifact_lake.sim.plugins import check_output
+
+    t0 = time.perf_counter()
+    for f in resolve_features(market.config.features):
+        plugin = f.plugin()
+        if plugin is None or plugin.builtin:
+            continue
+        b = market.bars
+        full = check_output(plugin, plugin(b, f.params), len(b), f.params)
+        log.add(plugin.name, len(plugins.guard(plugin, b, f.params, full, f"; {symbol}")["cuts"]))
+    log.seconds += time.perf_counter() - t0
+
+
 def env_config(env: dict[str, Any], reward: dict[str, Any], execution: dict[str, Any]) -> Any:
     from artifact_lake.sim import EnvConfig
+    from artifact_lake.sim.features import BUILTINS, parse_feature
 
+    feats = env.get("features") or []
+    if any(not isinstance(f, str) or parse_feature(f)[0].rstrip("0123456789") not in BUILTINS for f in feats):
+        plugins.load()  # a registered indicator as a feature: the user's plugins must be registered first
     kw = {k: v for k, v in env.items() if k != "symbol"}
     weights = {k: float(v) for k, v in reward.items() if k != "dsr_eta"} or {"log_equity": 1.0}
     kw["reward"] = weights
@@ -124,7 +164,13 @@ def _market(lake: Lake, spec: ExperimentSpec) -> tuple[str, Any]:
         raise SimError(str(exc)) from exc
 
 
-def compute_train(lake: Lake, spec: ExperimentSpec, progress: Any, timings: dict[str, Any]) -> dict[str, pa.Table]:
+def compute_train(
+    lake: Lake,
+    spec: ExperimentSpec,
+    progress: Any,
+    timings: dict[str, Any],
+    log: plugins.GuardLog | None = None,
+) -> dict[str, pa.Table]:
     import pyarrow as pa
 
     from artifact_lake.sim import VectorTradingEnv
@@ -136,6 +182,8 @@ def compute_train(lake: Lake, spec: ExperimentSpec, progress: Any, timings: dict
     t0 = time.perf_counter()
     symbol, market = _market(lake, spec)
     timings["load"] = time.perf_counter() - t0
+    if log is not None:
+        guard_features(market, symbol, log)
     config = ppo_config(spec.doc["trainer"], int(spec.doc["seed"]))
     envs = VectorTradingEnv(None, config.n_envs, market=market, same_step_reset=True)
 

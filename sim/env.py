@@ -40,7 +40,7 @@ class EnvConfig:
     window: int = 32
     """Bars of features in each observation."""
     features: tuple[str, ...] = DEFAULT_FEATURES
-    """Feature names (see sim.features)."""
+    """Feature specs, ``name`` or ``name(args)``: built-ins, then registered indicators (see sim.features)."""
     episode_length: int = 256
     """Steps per training episode."""
     train_fraction: float = 0.8
@@ -106,7 +106,7 @@ class Market:
         self.bars = bars
         self.config = config
         self.ohlcv = np.ascontiguousarray(np.stack([bars.open, bars.high, bars.low, bars.close, bars.volume]))
-        raw = raw_features(bars.high, bars.low, bars.close, config.features)
+        raw = raw_features(bars, config.features)
         n = len(bars)
         self.train_end = int(n * config.train_fraction)
         self.norm = norm if norm is not None else fit_normaliser(raw, self.train_end)

@@ -162,3 +162,68 @@ def test_a_fresh_interpreter_finds_the_env_through_gymnasium_alone(tmp_path):
     r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "TradingEnv (52,)"
+
+
+@pytest.fixture
+def zscore_indicator():
+    """A test-registered indicator (removed from the registry afterwards)."""
+    from artifact_lake.sim import indicator
+    from artifact_lake.sim import plugins as registry
+
+    def zscore(bars: Bars, n: int = 20) -> np.ndarray:
+        c = bars.close
+        out = np.full(len(c), np.nan)
+        for i in range(n - 1, len(c)):
+            w = c[i - n + 1 : i + 1]
+            sd = w.std()
+            out[i] = (c[i] - w.mean()) / sd if sd > 0 else 0.0
+        return out
+
+    saved = dict(registry.REGISTRY)
+    indicator(zscore)
+    yield zscore
+    registry.REGISTRY.clear()
+    registry.REGISTRY.update(saved)
+
+
+def test_a_registered_indicator_with_parameters_is_a_feature(table, zscore_indicator):
+    from artifact_lake.sim.features import fit_normaliser, normalise
+
+    cfg = EnvConfig(window=6, episode_length=100, features=("zscore(n=5)",))
+    env = TradingEnv(table, config=cfg, split="validation")
+    bars = Bars.from_table(table)
+    raw = zscore_indicator(bars, 5)[:, None]
+    mean, std = fit_normaliser(raw, env.market.train_end)  # fitted on the train split, then frozen
+    np.testing.assert_array_equal(env.market.norm[0], mean)
+    expected = normalise(raw, mean, std)
+    np.testing.assert_array_equal(env.market.feats, expected)
+    start = 1000
+    obs, _ = env.reset(options={"start": start})
+    np.testing.assert_array_equal(obs[:6], expected[start - 5 : start + 1, 0])
+    positional = Market(table, EnvConfig(window=6, episode_length=100, features=("zscore(5)",)))
+    np.testing.assert_array_equal(positional.feats, env.market.feats)
+
+
+def test_builtin_features_take_parameters_and_keep_their_old_names(table):
+    a = Market(table, EnvConfig(features=("rsi(14)", "sma(n=20)", "ema(50)", "vol(20)", "atr(14)")))
+    b = Market(table, EnvConfig(features=("rsi", "sma20", "ema50", "vol", "atr")))
+    np.testing.assert_array_equal(a.feats, b.feats)
+
+
+@pytest.mark.parametrize(
+    ("feature", "message"),
+    [
+        ("nope(3)", "unknown feature 'nope' (built-in: logret, vol"),
+        ("zscore(n=[5])", "argument '[5]' is not a literal"),
+        ("os.system('x')", "not a name or name(args)"),
+        ("zscore(m=5)", "indicator 'zscore' has no parameter 'm'"),
+        ("zscore(n='5')", "parameter 'n' must be int, not str '5'"),
+        ("sma", "sma needs its window"),
+    ],
+)
+def test_bad_features_are_refused_in_one_line(zscore_indicator, feature, message):
+    with pytest.raises(ValueError) as err:
+        EnvConfig(features=(feature,))
+    assert message in str(err.value) and "\n" not in str(err.value)
+    if feature.startswith("nope"):
+        assert "indicators: zscore" in str(err.value)
