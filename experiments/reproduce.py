@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
     from artifact_lake.projections import Lake
 
+    from .runners import Progress
+
 
 @dataclass(frozen=True)
 class ArtifactDiff:
@@ -223,12 +225,13 @@ def code_changes(lake: Lake, run: tracker.Run) -> list[dict[str, Any]]:
     return out
 
 
-def reproduce(lake: Lake, ref: str, *, allow_code_change: bool = False) -> Report:
+def reproduce(lake: Lake, ref: str, *, allow_code_change: bool = False, progress: Progress | None = None) -> Report:
     """Re-run the run behind ``ref`` and compare its result ids; publishes and records nothing.
 
     When a user plugin's installed code differs from the code the run recorded, this raises
     :class:`CodeChanged` (exit 1) with the source diff, unless ``allow_code_change``: then it reruns with the
-    installed code and the report carries the code changes beside the result diff.
+    installed code and the report carries the code changes beside the result diff. ``progress(step, total,
+    label)`` is called as the rerun computes, as :func:`executor.execute` calls it.
     """
     import time
 
@@ -251,7 +254,7 @@ def reproduce(lake: Lake, ref: str, *, allow_code_change: bool = False) -> Repor
     # never a cached projection: each is rebuilt from the verified objects in tmp/ and removed afterwards, so
     # what is compared depends on the objects, the spec and the code only, never on a file someone may have edited
     with lake.scratch_projections():
-        computed = compute(lake, exp.spec)
+        computed = compute(lake, exp.spec, progress)
     tables = conform_results(lake, computed.tables)
     diffs = [_diff(lake, role, run.results.get(role, ""), tables[role]) for role in sorted(tables)]
     return Report(run.id, exp.id, run.code_version, tracker.code_version(), diffs, time.perf_counter() - t0, changes)

@@ -111,6 +111,13 @@ class _Job:
         self.finished: float | None = None
         self.result: dict[str, Any] | None = None
         self.error: str | None = None
+        self.step = 0
+        self.total = 0
+        self.label = ""
+
+    def progress(self, step: int, total: int, label: str) -> None:
+        """The rerun's progress callback (called from the job's thread; read by the status page)."""
+        self.step, self.total, self.label = int(step), int(total), str(label)
 
     def to_dict(self) -> dict[str, Any]:
         end = self.finished if self.finished is not None else time.monotonic()
@@ -119,6 +126,7 @@ class _Job:
             "ref": self.ref,
             "state": self.state,
             "elapsed": round(end - self.started, 1),
+            "progress": {"step": self.step, "total": self.total, "label": self.label},
             "report": self.result,
             "error": self.error,
         }
@@ -543,6 +551,7 @@ def experiment(ui: UI, request: Request) -> Response:
         "spec_text": json.dumps(exp.spec.doc, indent=2, sort_keys=True),
         "has_equity": bool(run and "equity" in run.results),
         "has_curve": bool(run and "training_curve" in run.results),
+        "sources": _plugin_sources(lake, run),
     }
     if request.headers.get("HX-Request") and q.get("fragment") == "heatmap":
         return ui.page(request, "_heatmap.html", ctx, as_json)
@@ -620,12 +629,46 @@ def curve_data(ui: UI, request: Request) -> Response:
     )
 
 
+def _plugin_sources(lake: Lake, run: tracker.Run | None) -> list[dict[str, Any]]:
+    """The user plugins ``run`` ran: name, kind, origin, code hash and the files of their recorded ``source``
+    artifact (read through :func:`experiments.reproduce.recorded_sources`, checked bytes; shown as text, never
+    imported). Plugins that share one source artifact list its files once, on the first of them."""
+    from artifact_lake.experiments.reproduce import recorded_sources
+
+    if run is None:
+        return []
+    out: list[dict[str, Any]] = []
+    shown: dict[str, str] = {}
+    for name, rec in sorted(run.plugins.items()):
+        source = str(rec.get("source") or "")
+        item: dict[str, Any] = {
+            "plugin": name,
+            "kind": rec.get("kind", ""),
+            "origin": rec.get("origin", ""),
+            "hash": rec.get("hash", ""),
+            "source": source,
+            "files": [],
+            "same_as": shown.get(source),
+            "error": None,
+        }
+        if item["same_as"] is None:
+            try:
+                files = recorded_sources(lake, source)
+            except LakeError as exc:
+                item["error"] = f"the recorded source {source[:12]} cannot be read: {exc}"
+            else:
+                item["files"] = [{"path": k, "text": v} for k, v in sorted(files.items())]
+                shown[source] = name
+        out.append(item)
+    return out
+
+
 def run_page(ui: UI, request: Request) -> Response:
     run_id, as_json = _split_json(request.path_params["run"])
     lake = ui.lake
     run = tracker.get_run(lake.db, run_id)
     exp = tracker.get_experiment(lake.db, run.experiment)
-    ctx = {"run": run, "experiment": exp, "headline": _headline(ui, run)}
+    ctx = {"run": run, "experiment": exp, "headline": _headline(ui, run), "sources": _plugin_sources(lake, run)}
     return ui.page(request, "run.html", ctx, as_json)
 
 
@@ -657,7 +700,7 @@ def _reproduce(ui: UI, job: _Job) -> None:
     job.state = "running"
     lake = open_read_only(ui.root)
     try:
-        report = reproduce(lake, job.ref)
+        report = reproduce(lake, job.ref, progress=job.progress)
         job.result = jsonable(report.to_dict())
         job.state = "identical" if report.identical else "different"
     except LakeError as exc:

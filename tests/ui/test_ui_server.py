@@ -116,10 +116,56 @@ def test_binds_loopback_by_default(server: Server) -> None:
     import socket
 
     assert server.proc.pid > 0
-    addresses = {a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+    addresses = {str(a[4][0]) for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
     for address in addresses - {"127.0.0.1"}:
         if address.startswith("127."):
             continue
         with socket.socket() as s:
             s.settimeout(1)
             assert s.connect_ex((address, server.port)) != 0, f"lake ui answers on {address}"
+
+
+def test_plugin_run_shows_its_recorded_source(server: Server) -> None:
+    """demo-bollinger ran the demo_bollinger plugin: its run and experiment pages list the recorded files."""
+    exp = server.json("/experiment/demo-bollinger.json")
+    assert isinstance(exp, dict)
+    run = exp["run"]
+    sources = {s["plugin"]: s for s in exp["sources"]}
+    assert "demo_bollinger" in sources
+    item = sources["demo_bollinger"]
+    assert item["hash"] == run["plugins"]["demo_bollinger"]["hash"] and item["kind"] == "strategy"
+    files = [f for s in exp["sources"] for f in s["files"]]
+    assert any(f["path"].endswith("demo_strategies.py") and "def demo_bollinger" in f["text"] for f in files)
+    page = server.json(f"/run/{run['id']}.json")
+    assert isinstance(page, dict) and page["sources"] == exp["sources"]
+    for path in (f"/run/{run['id']}", "/experiment/demo-bollinger"):
+        status, body, _ = server.get(path)
+        assert status == 200 and b'id="plugin-sources"' in body, path
+        assert b"def demo_bollinger" in body and item["hash"][:16].encode() in body
+    sma = server.json("/experiment/demo-sma.json")
+    assert isinstance(sma, dict) and sma["sources"] == []  # built-in strategies only
+
+
+def test_reproduce_reports_progress(server: Server) -> None:
+    import time
+    import urllib.request
+
+    exp = server.json("/experiment/demo-sma.json")
+    assert isinstance(exp, dict)
+    request = urllib.request.Request(server.url + "/reproduce", data=f"ref={exp['run']['id']}".encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=30) as r:  # 303 to /reproduce/JOB.json
+        job = json.loads(r.read())["job"]
+    seen: list[dict[str, int]] = []
+    deadline = time.monotonic() + 120
+    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+        seen.append(job["progress"])
+        time.sleep(0.05)
+        polled = server.json(f"/reproduce/{job['id']}.json")
+        assert isinstance(polled, dict)
+        job = polled["job"]
+    assert job["state"] == "identical", job
+    done = job["progress"]
+    assert done["total"] > 0 and done["step"] == done["total"] and done["label"]
+    assert all(0 <= p["step"] <= p["total"] for p in seen)
+    status, body, _ = server.get(f"/reproduce/{job['id']}")
+    assert status == 200 and b'id="verdict"' in body
