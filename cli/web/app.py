@@ -180,22 +180,11 @@ class UI:
         return self.templates.TemplateResponse(request, template, {"lake_root": str(self.root), **ctx})
 
 
-PERCENT_SIGNED = ("total_return", "max_drawdown", "cagr")
-PERCENT = ("win_rate", "exposure")
-
-
 def format_metric(value: Any, column: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) and not math.isfinite(value):
-        return "n/a"
-    if column in PERCENT_SIGNED and isinstance(value, int | float):
-        return f"{value:+.2%}"
-    if column in PERCENT and isinstance(value, int | float):
-        return f"{value:.2%}"
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    return str(value)
+    """A metric as ``experiments show`` prints it (one formatting for the CLI and the UI)."""
+    from artifact_lake.cli._render import format_metric as render
+
+    return render(column, value)
 
 
 def format_size(n: Any) -> str:
