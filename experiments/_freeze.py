@@ -18,6 +18,7 @@ from .errors import SpecError
 from .spec import (
     KINDS,
     MAX_COMBINATIONS,
+    PORTFOLIO_KEYS,
     STRATEGIES,
     TOP_KEYS,
     ExperimentSpec,
@@ -30,11 +31,31 @@ from .spec import (
     input_symbols,
     plugin_params,
 )
-from .strategies import check_combo
+from .strategies import check_combo, portfolio_plugin
 from .train import check_policy, freeze_train
 
 if TYPE_CHECKING:
     from artifact_lake.artifact_store import Lake
+
+
+def _freeze_portfolio(raw: Any) -> dict[str, Any]:
+    """The ``[portfolio]`` section of a portfolio strategy's spec: direction (long or both) and min_trade."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise _fail("portfolio", "must be a table of keys (direction, min_trade)")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in PORTFOLIO_KEYS:
+            raise _unknown("portfolio.", key, PORTFOLIO_KEYS)
+        _check_value(f"portfolio.{key}", value, PORTFOLIO_KEYS[key])
+        out[key] = value
+    if out.get("direction", "long") not in ("long", "both"):
+        raise _fail("portfolio.direction", f"must be long or both, not {out['direction']!r}")
+    mt = out.get("min_trade", 0.0)
+    if isinstance(mt, bool) or not (math.isfinite(mt) and 0 <= mt < 1):
+        raise _fail("portfolio.min_trade", f"must be a fraction of equity in [0, 1), not {mt!r}")
+    return out
 
 
 def freeze(
@@ -69,10 +90,22 @@ def freeze(
     if sname in STRATEGIES:
         roles, params = STRATEGIES[sname]
         plugin = None
+    elif (found := portfolio_plugin(sname)) is not None:
+        plugin = found
+        roles, params = ("ohlcv",), plugin_params(plugin)
+        doc_portfolio = _freeze_portfolio(raw.get("portfolio"))
+        if doc_portfolio:
+            doc["portfolio"] = doc_portfolio
     else:
         plugins.load()
-        plugin = plugins.resolve("strategy", sname, extra_known=STRATEGIES)
+        from artifact_lake.sim import plugins as registry
+
+        known = {*STRATEGIES, *(p.name for p in registry.plugins("portfolio_strategy"))}
+        plugin = plugins.resolve("strategy", sname, extra_known=known)
         roles, params = ("ohlcv",), plugin_params(plugin)
+    if "portfolio" in raw and "portfolio" not in doc:
+        if portfolio_plugin(sname) is None:
+            raise _fail("portfolio", "belongs to portfolio strategies (registered with @portfolio_strategy)")
     for key, value in strategy.items():
         if key not in params:
             raise _unknown("strategy.", key, params)

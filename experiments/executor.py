@@ -42,6 +42,7 @@ RESULT_TYPES = {
     "equity": "equity",
     "metrics": "metrics",
     "alert_results": "table",
+    "fills": "table",
     "policy": "tensors",
     "training_curve": "table",
 }

@@ -11,6 +11,9 @@ runner             chosen when                             results
                    strategy plugin (built-in or the user's)
 ``alert_replay``   ``strategy.name = "alert_replay"``      alert_results, equity, metrics
 ``policy``         ``strategy.name = "policy"``            trades, equity, metrics
+``portfolio``      ``kind = "backtest"``, a registered      fills, equity, metrics
+                   portfolio_strategy plugin (one cash     (symbol ``*``: the portfolio)
+                   account over every symbol)
 ``train``          ``kind = "train"`` (user indicators     policy, training_curve, metrics
                    named in ``env.features``)
 =================  ======================================  =================================
@@ -33,7 +36,7 @@ from . import plugins, train
 from ._inputs import annualised, bars_by_symbol
 from ._tables import METRIC_COLUMNS, equity_table, trades_table, ts_array
 from .errors import SimError, SpecError
-from .strategies import OWN_KINDS, policy_params, signal_plugin
+from .strategies import OWN_KINDS, policy_params, portfolio_plugin, signal_plugin
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -150,6 +153,33 @@ class AlertReplay(_Base):
         return Output(_alert_replay_tables(lake, spec, progress, timings))
 
 
+class PortfolioBacktest(_Base):
+    """A registered portfolio strategy (``@portfolio_strategy``) over every symbol of the inputs as one
+    :class:`sim.Panel` with one cash account, per combination; ``[portfolio]`` sets direction and min_trade.
+    User plugins are held to the weights contract (``check_weights``) and their code closures are returned;
+    the look-ahead guard does not run on portfolio plugins (it slices single-symbol bars)."""
+
+    name = "portfolio"
+
+    def _plugin(self, spec: ExperimentSpec) -> Plugin:
+        found = portfolio_plugin(spec.doc["strategy"]["name"])
+        if found is None:
+            raise SpecError(f"spec key 'strategy.name': {spec.doc['strategy']['name']!r} is no portfolio strategy")
+        return found
+
+    def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
+        plugin = self._plugin(spec)
+        return [] if plugin.builtin else [plugin]
+
+    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+        plugin = self._plugin(spec)
+        t0 = time.perf_counter()
+        bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
+        timings["load"] = time.perf_counter() - t0
+        code = {} if plugin.builtin else {plugin.name: plugins.closure(plugin)}
+        return Output(_portfolio_tables(lake, spec, plugin, bars, progress, timings), code)
+
+
 class Training(_Base):
     """A PPO policy trained on one symbol (``kind = "train"``), with its curve and validation metrics."""
 
@@ -178,17 +208,22 @@ class Training(_Base):
         return Output(tables, code, log.to_dict() if used else {})
 
 
-RUNNERS: dict[str, Runner] = {r.name: r for r in (SignalBacktest(), PolicyBacktest(), AlertReplay(), Training())}
+RUNNERS: dict[str, Runner] = {
+    r.name: r for r in (SignalBacktest(), PolicyBacktest(), AlertReplay(), PortfolioBacktest(), Training())
+}
 """Every runner by name."""
 
 
 def runner_for(spec: ExperimentSpec) -> Runner:
     """The runner of ``spec``: training for ``kind = "train"``, the lake's own kinds of work by strategy name
-    (``alert_replay``, ``policy``), and every other strategy is a signal plugin."""
+    (``alert_replay``, ``policy``), a registered portfolio strategy is a portfolio, and every other strategy
+    is a signal plugin."""
     if spec.kind == "train":
         return RUNNERS["train"]
     name = spec.doc["strategy"]["name"]
-    return RUNNERS[name] if name in OWN_KINDS else RUNNERS["signal"]
+    if name in OWN_KINDS:
+        return RUNNERS[name]
+    return RUNNERS["portfolio"] if portfolio_plugin(name) is not None else RUNNERS["signal"]
 
 
 class _SignalCombos:
@@ -394,3 +429,99 @@ def _alert_replay_tables(
         "equity": equity_table(equity),
         "metrics": pa.Table.from_pylist(metrics),
     }
+
+
+def _portfolio_tables(
+    lake: Lake,
+    spec: ExperimentSpec,
+    plugin: Plugin,
+    bars: dict[str, Any],
+    progress: Progress | None,
+    timings: dict[str, float],
+) -> dict[str, pa.Table]:
+    """One portfolio per combination: fills (combo, then time, then symbol as filled), equity per bar with
+    symbol ``*`` (position = symbols held; gross and net exposure beside), metrics one row per combination."""
+    import pyarrow as pa
+
+    from artifact_lake import sim
+    from artifact_lake.sim.plugins import check_weights
+
+    try:
+        execution = sim.Execution.from_dict(spec.doc.get("execution", {}))
+    except (ValueError, TypeError) as exc:
+        raise SimError(str(exc)) from exc
+    execution = annualised(lake, spec, bars, execution)
+    options = dict(spec.doc.get("portfolio", {}))
+    panel = sim.Panel.from_bars(bars)
+    combos = spec.combos()
+    fills: dict[str, list[Any]] = {}
+    equity: dict[str, list[Any]] = {k: [] for k in ("combo", "symbol", "ts", "equity", "cash", "position")}
+    gross: list[np.ndarray] = []
+    net: list[np.ndarray] = []
+    metrics: list[dict[str, Any]] = []
+    weight_time = sim_time = 0.0
+    for c, combo in enumerate(combos):
+        values = plugin.bind(combo)
+        try:
+            t0 = time.perf_counter()
+            weights = check_weights(plugin, plugin(panel, values), panel.shape, values)
+            t1 = time.perf_counter()
+            res = sim.run_portfolio(
+                panel,
+                weights,
+                execution,
+                direction=str(options.get("direction", "long")),
+                min_trade=float(options.get("min_trade", 0.0)),
+            )
+            t2 = time.perf_counter()
+        except (ValueError, TypeError) as exc:
+            raise SimError(f"combination {c}: {exc}") from exc
+        weight_time += t1 - t0
+        sim_time += t2 - t1
+        rows = res.fill_rows()
+        k = len(res.fills)
+        fills.setdefault("combo", []).append(np.full(k, c, dtype=np.int64))
+        for key, col in rows.items():
+            fills.setdefault(key, []).append(col)
+        n = len(panel)
+        held = (res.positions != 0).sum(axis=1).astype(np.float64)
+        for key, col in (
+            ("combo", np.full(n, c)),
+            ("symbol", np.full(n, "*", dtype=object)),
+            ("ts", panel.ts),
+            ("equity", res.equity),
+            ("cash", res.cash),
+            ("position", held),
+        ):
+            equity[key].append(col)
+        gross.append(res.gross_exposure)
+        net.append(res.net_exposure)
+        m: dict[str, Any] = {"combo": c, "symbol": "*"}
+        m.update({key: float(res.metrics[key]) for key in METRIC_COLUMNS})
+        m["n_trades"] = int(res.metrics["n_trades"])  # fills (a portfolio has no round trips)
+        m["open_trades"] = int(res.metrics["open_trades"])  # symbols held at the last bar
+        m.update({key: float(res.metrics[key]) for key in sim.PORTFOLIO_METRIC_NAMES})
+        m["status"] = res.status
+        m.update({key: combo[key] for key in spec.swept})
+        metrics.append(m)
+        if progress is not None:
+            progress(c + 1, len(combos), f"combo {c + 1}/{len(combos)}")
+    timings["weights"] = weight_time
+    timings["simulate"] = sim_time
+    eq = equity_table(equity)
+    eq = eq.append_column("gross_exposure", pa.array(np.concatenate(gross), pa.float64()))
+    eq = eq.append_column("net_exposure", pa.array(np.concatenate(net), pa.float64()))
+    cat_ = {key: np.concatenate(parts) for key, parts in fills.items()}
+    fill_table = pa.table(
+        {
+            "combo": pa.array(cat_["combo"], pa.int64()),
+            "ts": ts_array(cat_["ts"].astype(np.int64)),
+            "bar": pa.array(cat_["bar"].astype(np.int64), pa.int64()),
+            "symbol": pa.array(cat_["symbol"], pa.string()),
+            "size": pa.array(cat_["size"].astype(np.float64), pa.float64()),
+            "price": pa.array(cat_["price"].astype(np.float64), pa.float64()),
+            "fees": pa.array(cat_["fees"].astype(np.float64), pa.float64()),
+            "reason": pa.array(cat_["reason"], pa.string()),
+        }
+    )
+    return {"fills": fill_table, "equity": eq, "metrics": pa.Table.from_pylist(metrics)}

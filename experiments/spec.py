@@ -37,7 +37,9 @@ KINDS = ("backtest", "train")
 MAX_COMBINATIONS = 10_000
 """Default limit on a sweep's combinations at create (``--max-combinations`` raises it)."""
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=+-]{0,99}$")
-TOP_KEYS = {"name", "kind", "seed", "inputs", "strategy", "execution", "sweep", "env", "reward", "trainer"}
+TOP_KEYS = {"name", "kind", "seed", "inputs", "strategy", "execution", "sweep", "env", "reward", "trainer", "portfolio"}
+PORTFOLIO_KEYS: dict[str, tuple[type, ...]] = {"direction": (str,), "min_trade": (int, float)}
+"""The ``[portfolio]`` section (portfolio strategies only): ``run_portfolio``'s direction and min_trade."""
 
 # strategy name -> (required input roles, {param: (type, default)}); type is a tuple of accepted Python types
 _NUM = (int, float)

@@ -26,13 +26,24 @@ def signal_plugin(name: str) -> Plugin:
     return plugins.resolve("strategy", name)
 
 
+def portfolio_plugin(name: Any) -> Plugin | None:
+    """The registered ``portfolio_strategy`` plugin ``name``, or None (entry points and ``LAKE_PLUGINS`` loaded
+    first): a spec's ``strategy.name`` picks the portfolio runner when it names one."""
+    if not isinstance(name, str) or name in OWN_KINDS:
+        return None
+    plugins.load()
+    from artifact_lake.sim import plugins as registry
+
+    return registry.get("portfolio_strategy", name)
+
+
 def strategy_defaults(name: str) -> dict[str, Any]:
     """Every parameter's default of strategy ``name`` (none for a name not registered)."""
     if name in STRATEGIES:
         return {k: d for k, (_, d) in STRATEGIES[name][1].items() if k != "symbols"}
     from artifact_lake.sim import plugins as registry
 
-    found = registry.get("strategy", name)
+    found = registry.get("strategy", name) or registry.get("portfolio_strategy", name)
     return found.defaults() if found is not None else {}
 
 
@@ -52,7 +63,7 @@ def check_combo(combo: dict[str, Any]) -> None:
         elif name == "policy":
             pass  # checked when its tensors are loaded
         else:
-            plugin = signal_plugin(name)
+            plugin = portfolio_plugin(name) or signal_plugin(name)
             if plugin.check is not None:
                 plugin.check(**plugin.bind(params))
     except (ValueError, TypeError) as exc:

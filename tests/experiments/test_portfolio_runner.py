@@ -1,0 +1,167 @@
+"""The portfolio runner: a registered portfolio strategy over every symbol of the inputs, one cash account."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from artifact_lake.artifact_store.samples import synthetic_ohlcv
+from artifact_lake.cli.main import experiments as exp_cli
+from artifact_lake.experiments import SpecError, create, execute, parse_spec, reproduce
+from artifact_lake.experiments import plugins as exp_plugins
+from artifact_lake.experiments.runners import runner_for
+from artifact_lake.projections import Lake
+
+SYMBOLS = ("A", "B", "C", "D", "E")
+
+SPEC = """
+name = "mom"
+kind = "backtest"
+[inputs]
+ohlcv = ["px"]
+[strategy]
+name = "xs_momentum"
+every = 12
+[execution]
+fee_bps = 10.0
+units = "fractional"
+[portfolio]
+direction = "long"
+min_trade = 0.001
+[sweep]
+lookback = [10, 30]
+top_k = [1, 2]
+"""
+
+
+@pytest.fixture
+def plake(tmp_path):
+    lk = Lake.open(tmp_path / "lake")
+    lk.publish(synthetic_ohlcv(SYMBOLS, bars=600, seed=5), "ohlcv", name="px")
+    yield lk
+    lk.close()
+
+
+def test_xs_momentum_sweep_publishes_with_lineage_and_reproduces(plake):
+    exp, created = create(plake, parse_spec(SPEC))
+    assert created and runner_for(exp.spec).name == "portfolio"
+    assert exp.spec.doc["portfolio"] == {"direction": "long", "min_trade": 0.001}
+    run = execute(plake, "mom")
+    assert run.status == "succeeded" and set(run.results) == {"fills", "equity", "metrics"}
+    px = plake.resolve("px")
+    for role, artifact_id in run.results.items():
+        assert [a.id for a in plake.parents(artifact_id)] == [px]
+        assert plake.runs_of(artifact_id) == [run.id]
+        assert plake.resolve(f"exp/mom/{role}") == artifact_id
+    metrics = plake.read(run.results["metrics"]).to_pylist()
+    assert [(m["combo"], m["symbol"], m["lookback"], m["top_k"]) for m in metrics] == [
+        (0, "*", 10, 1),
+        (1, "*", 10, 2),
+        (2, "*", 30, 1),
+        (3, "*", 30, 2),
+    ]
+    assert all(m["n_fills"] > 0 and m["rebalances"] > 0 for m in metrics)
+    equity = plake.read(run.results["equity"])
+    assert equity.num_rows == 4 * 600 and set(equity.column("symbol").to_pylist()) == {"*"}
+    eq = np.asarray(equity.column("equity"))
+    assert np.isfinite(eq).all()
+    last = [eq[(c + 1) * 600 - 1] for c in range(4)]
+    assert np.allclose(last, [m["final_equity"] for m in metrics])
+    fills = plake.read(run.results["fills"])
+    assert set(fills.column("symbol").to_pylist()) <= set(SYMBOLS)
+    assert set(fills.column("reason").to_pylist()) == {"rebalance"}
+    assert reproduce(plake, run.results["metrics"]).identical
+    assert reproduce(plake, run.id).identical
+    again = execute(plake, "mom")
+    assert again.results == run.results
+
+
+def test_equal_weight_runs(plake):
+    spec = SPEC.replace('"xs_momentum"', '"equal_weight"').split("[sweep]")[0] + "[sweep]\nevery = [6, 24]\n"
+    spec = spec.replace('name = "mom"', 'name = "ew"').replace("every = 12\n", "")
+    exp, _ = create(plake, parse_spec(spec))
+    run = execute(plake, "ew")
+    assert run.status == "succeeded"
+    metrics = plake.read(run.results["metrics"]).to_pylist()
+    assert [m["every"] for m in metrics] == [6, 24]
+    assert all(m["open_trades"] == len(SYMBOLS) for m in metrics)
+    assert reproduce(plake, run.results["equity"]).identical
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("min_trade = 0.001", "min_trad = 0.001"),
+            "unknown spec key portfolio.'min_trad' (did you mean 'min_trade'?)",
+        ),
+        (("every = 12", "evry = 12"), "unknown spec key strategy.'evry' (did you mean 'every'?)"),
+        (('direction = "long"', 'direction = "short"'), "spec key 'portfolio.direction': must be long or both"),
+        (('"xs_momentum"', '"xs_momentun"'), "did you mean 'xs_momentum'?"),
+    ],
+)
+def test_unknown_keys_are_refused_in_one_line(plake, edit, message):
+    with pytest.raises(SpecError) as info:
+        create(plake, parse_spec(SPEC.replace(*edit)))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_portfolio_section_refused_for_signal_strategies(plake):
+    spec = textwrap.dedent(
+        """
+        kind = "backtest"
+        [inputs]
+        ohlcv = ["px"]
+        [strategy]
+        name = "sma_cross"
+        [portfolio]
+        direction = "long"
+        """
+    )
+    with pytest.raises(SpecError, match="belongs to portfolio strategies"):
+        create(plake, parse_spec(spec))
+
+
+def test_cli_unknown_key_one_line(plake, tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text(SPEC.replace("top_k = [1, 2]", "topk = [1, 2]"))
+    out = CliRunner().invoke(exp_cli, ["--lake", str(plake.root), "create", str(f)])
+    assert out.exit_code != 0
+    assert "did you mean 'top_k'?" in out.output
+
+
+USER_PLUGIN = """
+import numpy as np
+from artifact_lake.sim import Panel
+from artifact_lake.sim.plugins import portfolio_strategy
+
+@portfolio_strategy
+def first_two(panel: Panel, every: int = 24, share: float = 0.5) -> np.ndarray:
+    out = np.full(panel.shape, np.nan)
+    out[::every, :] = 0.0
+    out[::every, :2] = share
+    return out
+"""
+
+
+def test_user_portfolio_strategy_records_code_and_reproduces(plake, tmp_path, monkeypatch):
+    path = tmp_path / "my_portfolios.py"
+    path.write_text(USER_PLUGIN)
+    monkeypatch.setenv("LAKE_PLUGINS", str(path))
+    monkeypatch.setattr(exp_plugins, "_configured", None)  # the CLI's --plugins setting, if a CLI test ran
+    spec = 'name = "user"\nkind = "backtest"\n[inputs]\nohlcv = ["px"]\n[strategy]\nname = "first_two"\n'
+    spec += "[sweep]\nshare = [0.3, 0.5]\n"
+    exp, _ = create(plake, parse_spec(spec))
+    assert runner_for(exp.spec).name == "portfolio"
+    run = execute(plake, "user")
+    assert set(run.plugins) == {"first_two"}
+    rec = run.plugins["first_two"]
+    assert rec["origin"] == f"file {path}"
+    assert rec["source"] in {n.id for n in plake.lineage(run.results["metrics"]).nodes}
+    assert reproduce(plake, run.results["metrics"]).identical
+    assert execute(plake, "user").reused
+    with pytest.raises(SpecError, match=r"unknown spec key sweep.'shar' \(did you mean 'share'\?\)"):
+        create(plake, parse_spec(spec.replace("share = [", "shar = [")))
