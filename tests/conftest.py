@@ -76,3 +76,12 @@ def two_ids_sharing_a_prefix(lake) -> tuple[str, str]:
                 meta={},
             )
     return ids
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, for servers the tests start (lake ui, moto_server)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -188,12 +188,10 @@ def format_metric(value: Any, column: str = "") -> str:
 
 
 def format_size(n: Any) -> str:
-    size = float(n or 0)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
+    """Bytes as the CLI prints them (``12.3 KiB``)."""
+    from artifact_lake.cli._render import human_bytes
+
+    return human_bytes(int(n or 0))
 
 
 def _split_json(value: str) -> tuple[str, bool]:

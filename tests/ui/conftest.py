@@ -15,14 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
