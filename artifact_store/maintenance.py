@@ -7,7 +7,8 @@ Problems ``verify`` reports (any of them: exit 1):
 * changed  - an object whose bytes no longer hash to the recorded file hash
 * content  - an object whose logical content no longer hashes to its id
 * orphan   - an object file with no manifest row (a publish killed between rename and commit)
-* stale    - a staging file in tmp/ whose writer is gone (a publish killed before rename)
+* stale    - a staging file in tmp/ whose writer is gone (a publish killed before rename), or a staging
+  folder (``tmp/sweep-*``: a sweep's chunks, see :mod:`.stagedirs`) whose run is gone
 * manifest - manifest.sqlite itself: SQLite's integrity check, or one of the lake's invariants (below)
 
 The manifest's invariants: names, edges, meta and sources point at artifacts; ids and file hashes are 64
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import blake3
 
 from . import manifest as mf
+from . import stagedirs
 from .errors import InvalidInput, LakeBusy, ManifestDamaged, ReadOnlyLake
 from .hashing import content_id
 from .objects import (
@@ -147,7 +149,10 @@ def _scan(lake: Lake, grace: float | None) -> tuple[list[Path], list[Path], list
             stale.append(f)
     for entry in skipped:
         path = Path(entry.path)
-        if CREATING_NAME.fullmatch(path.name) and entry.reason == "not a name the lake makes":
+        if stagedirs.SWEEP_DIR.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            if stagedirs.is_stale_dir(path):
+                stale.append(path)
+        elif CREATING_NAME.fullmatch(path.name) and entry.reason == "not a name the lake makes":
             # a staging file being created (see objects.stage): its writer renames it within microseconds
             if is_stale(path) and _age(path, now) > max(grace or 0.0, 60.0):
                 stale.append(path)
@@ -356,6 +361,13 @@ def verify(lake: Lake, ids: list[str] | None, *, content: bool = True, wait: flo
             ]
             problems += [
                 Problem("stale", str(p), "staging file of a publish that did not finish (lake gc removes it)")
+                if not stagedirs.SWEEP_DIR.fullmatch(p.name)
+                else Problem(
+                    "stale",
+                    str(p),
+                    "chunks of a sweep that did not finish (experiments execute resumes from them; lake gc removes"
+                    " them)",
+                )
                 for p in stale
             ]
     except ManifestDamaged as exc:
@@ -373,6 +385,14 @@ def gc(
     with _locked(lake, wait, required=True):
         orphans, stale, left = _scan(lake, grace=grace)
         for p in orphans + stale:
+            if stagedirs.SWEEP_DIR.fullmatch(p.name):
+                size = stagedirs.dir_size(lake.root, p)
+                kept = [] if dry_run else stagedirs.remove_dir(lake.root, p)
+                left += kept
+                if not kept:
+                    removed.append(str(p))
+                    total += size
+                continue
             try:
                 size = os.lstat(p).st_size
             except FileNotFoundError:

@@ -19,6 +19,7 @@ from .spec import (
     KINDS,
     MAX_COMBINATIONS,
     PORTFOLIO_KEYS,
+    RESULTS_KEYS,
     STRATEGIES,
     TOP_KEYS,
     ExperimentSpec,
@@ -55,6 +56,42 @@ def _freeze_portfolio(raw: Any) -> dict[str, Any]:
     mt = out.get("min_trade", 0.0)
     if isinstance(mt, bool) or not (math.isfinite(mt) and 0 <= mt < 1):
         raise _fail("portfolio.min_trade", f"must be a fraction of equity in [0, 1), not {mt!r}")
+    return out
+
+
+def _freeze_results(raw: Any, params: Mapping[str, Any], spec: ExperimentSpec) -> dict[str, Any]:
+    """The ``[results]`` section (signal strategies): equity all or best, best, by, ascending, pin."""
+    from ._tables import METRIC_COLUMNS
+
+    if not isinstance(raw, Mapping):
+        raise _fail("results", "must be a table of keys (equity, best, by, ascending, pin)")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in RESULTS_KEYS:
+            raise _unknown("results.", key, RESULTS_KEYS)
+        _check_value(f"results.{key}", value, RESULTS_KEYS[key])
+        out[key] = value
+    if out.get("equity", "best") not in ("all", "best"):
+        raise _fail("results.equity", f"must be all or best, not {out['equity']!r}")
+    if out.get("best", 0) < 0:
+        raise _fail("results.best", f"must be a whole number >= 0, not {out['best']!r}")
+    if out.get("by", "sharpe") not in METRIC_COLUMNS:
+        import difflib
+
+        hint = difflib.get_close_matches(out["by"], METRIC_COLUMNS, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else f" (one of {', '.join(METRIC_COLUMNS)})"
+        raise _fail("results.by", f"{out['by']!r} is no metric{extra}")
+    for i, pin in enumerate(out.get("pin", [])):
+        key = f"results.pin[{i}]"
+        if not isinstance(pin, Mapping) or not pin:
+            raise _fail(key, f"must be a table of strategy parameters, such as {{fast = 10}}, not {pin!r}")
+        for name, value in pin.items():
+            if name not in params or name == "symbols":
+                raise _unknown(f"{key}.", name, {k for k in params if k != "symbols"})
+            _check_param(f"{key}.{name}", value, params[name][0])
+        if not any(all(combo.get(k) == v for k, v in pin.items()) for combo in spec.iter_combos()):
+            shown = ", ".join(f"{k} = {v!r}" for k, v in pin.items())
+            raise _fail(key, f"{{{shown}}} matches no combination of the sweep")
     return out
 
 
@@ -163,6 +200,11 @@ def freeze(
     spec = ExperimentSpec(doc)
     for combo in spec.iter_combos():
         check_combo(combo)
+    if "results" in raw:
+        if sname in STRATEGIES or portfolio_plugin(sname) is not None:
+            raise _fail("results", "chooses what a signal strategy's sweep keeps; this strategy keeps everything")
+        doc["results"] = _freeze_results(raw["results"], params, spec)
+        spec = ExperimentSpec(doc)
     if sname == "policy":
         check_policy(lake, doc["inputs"]["policy"], execution)
     return spec

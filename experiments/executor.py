@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,16 +59,19 @@ class Computed:
     """The user plugins it ran, by name: their :class:`plugins.Closure` (built-ins are the code version)."""
     checks: dict[str, Any] = field(default_factory=dict)
     """What the look-ahead guard checked (empty when no user plugin ran)."""
+    cleanup: Callable[[], None] | None = None
+    """Removes what the work staged (a sweep's chunks), once the results are published."""
 
 
-def compute(lake: Lake, spec: ExperimentSpec, progress: Progress | None = None) -> Computed:
-    """Every result table of ``spec`` (nothing is published)."""
+def compute(lake: Lake, spec: ExperimentSpec, progress: Progress | None = None, *, resume: bool = False) -> Computed:
+    """Every result table of ``spec`` (nothing is published). With ``resume`` a sweep stages its chunks under
+    the lake's tmp/ and reuses the chunks an interrupted run of the same spec and code left there."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     verify_inputs(lake, spec)
     timings["verify"] = time.perf_counter() - t0
-    out = runner_for(spec).compute(lake, spec, progress, timings)
-    return Computed(out.tables, timings, out.code, out.checks)
+    out = runner_for(spec).compute(lake, spec, progress, timings, resume=resume)
+    return Computed(out.tables, timings, out.code, out.checks, out.cleanup)
 
 
 def conform_results(lake: Lake, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
@@ -122,7 +126,7 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
         events.start(f"experiment/{exp.spec.name}", run_id=run.id, inputs=frozen)
         started = time.perf_counter()
         try:
-            computed = compute(lake, exp.spec, progress)
+            computed = compute(lake, exp.spec, progress, resume=True)
             done = _publish(lake, exp, run.id, computed, runner, started)
         except LakeError as exc:
             tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started, error=str(exc))
@@ -138,6 +142,11 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
             )
             events.fail(exc)
             raise
+    if computed.cleanup is not None:  # after the commit; what a failed clean-up leaves, gc removes
+        try:
+            computed.cleanup()
+        except OSError:
+            pass
     # after the commit: a lost COMPLETE event is a warning, never lost results
     events.complete([(i, f"exp/{exp.spec.name}/{role}") for role, i in done.results.items()])
     return done

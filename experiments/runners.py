@@ -26,16 +26,17 @@ publishes nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from . import plugins, train
+from . import plugins, sweep, train
 from ._inputs import annualised, bars_by_symbol
 from ._tables import METRIC_COLUMNS, equity_table, trades_table, ts_array
 from .errors import SimError, SpecError
+from .spec import Keep
 from .strategies import OWN_KINDS, policy_params, portfolio_plugin, signal_plugin
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ class Output:
     """The user plugins it ran, by name: their :class:`plugins.Closure` (built-ins are the code version)."""
     checks: dict[str, Any] = field(default_factory=dict)
     """What the look-ahead guard checked (empty when no user plugin ran)."""
+    cleanup: Callable[[], None] | None = None
+    """Removes what the work staged (a sweep's chunks); the executor calls it once the results are published."""
 
 
 class Runner(Protocol):
@@ -82,8 +85,17 @@ class Runner(Protocol):
         """Extra meta of the result ``role`` (beside its experiment and role)."""
         ...
 
-    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
-        """Every result table of ``spec`` from its verified inputs; adds its phases to ``timings``."""
+    def compute(
+        self,
+        lake: Lake,
+        spec: ExperimentSpec,
+        progress: Progress | None,
+        timings: dict[str, float],
+        *,
+        resume: bool = False,
+    ) -> Output:
+        """Every result table of ``spec`` from its verified inputs; adds its phases to ``timings``. With
+        ``resume`` a sweep stages its chunks and reuses those an interrupted run of the same code staged."""
         ...
 
 
@@ -115,17 +127,32 @@ class SignalBacktest(_Base):
         plugin = signal_plugin(spec.doc["strategy"]["name"])
         return [p for p in [plugin, *plugins.used_indicators(plugin)] if not p.builtin]
 
-    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+    def compute(
+        self,
+        lake: Lake,
+        spec: ExperimentSpec,
+        progress: Progress | None,
+        timings: dict[str, float],
+        *,
+        resume: bool = False,
+    ) -> Output:
         t0 = time.perf_counter()
         bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
         timings["load"] = time.perf_counter() - t0
         combos = _SignalCombos(spec, bars)
         combos.execution = annualised(lake, spec, bars, combos.execution)
-        tables = signal_backtests(spec, bars, progress, timings, combos)
+        keep = Keep.of(spec)
+        checks: dict[str, Any] = {}
+        cleanup = None
+        if keep.equity == "all":
+            tables = signal_backtests(spec, bars, progress, timings, combos)
+        else:
+            tables, checks["sweep"], cleanup = _best_of_sweep(lake, spec, bars, keep, combos, progress, timings, resume)
         timings["signals"] = combos.signal_seconds
         if combos.guarded:
             timings["lookahead_guard"] = combos.log.seconds
-        return Output(tables, combos.code, combos.log.to_dict() if combos.guarded else {})
+            checks.update(combos.log.to_dict())
+        return Output(tables, combos.code, checks, cleanup)
 
 
 class PolicyBacktest(_Base):
@@ -136,7 +163,15 @@ class PolicyBacktest(_Base):
     def precheck(self, lake: Lake, spec: ExperimentSpec) -> None:
         train.check_policy(lake, spec.inputs["policy"], spec.doc.get("execution", {}))
 
-    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+    def compute(
+        self,
+        lake: Lake,
+        spec: ExperimentSpec,
+        progress: Progress | None,
+        timings: dict[str, float],
+        *,
+        resume: bool = False,
+    ) -> Output:
         t0 = time.perf_counter()
         bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
         timings["load"] = time.perf_counter() - t0
@@ -149,7 +184,15 @@ class AlertReplay(_Base):
 
     name = "alert_replay"
 
-    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+    def compute(
+        self,
+        lake: Lake,
+        spec: ExperimentSpec,
+        progress: Progress | None,
+        timings: dict[str, float],
+        *,
+        resume: bool = False,
+    ) -> Output:
         return Output(_alert_replay_tables(lake, spec, progress, timings))
 
 
@@ -171,7 +214,15 @@ class PortfolioBacktest(_Base):
         plugin = self._plugin(spec)
         return [] if plugin.builtin else [plugin]
 
-    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+    def compute(
+        self,
+        lake: Lake,
+        spec: ExperimentSpec,
+        progress: Progress | None,
+        timings: dict[str, float],
+        *,
+        resume: bool = False,
+    ) -> Output:
         plugin = self._plugin(spec)
         t0 = time.perf_counter()
         bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
@@ -198,7 +249,15 @@ class Training(_Base):
     def result_meta(self, spec: ExperimentSpec, role: str) -> dict[str, Any]:
         return train.policy_meta(spec) if role == "policy" else {}
 
-    def compute(self, lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]) -> Output:
+    def compute(
+        self,
+        lake: Lake,
+        spec: ExperimentSpec,
+        progress: Progress | None,
+        timings: dict[str, float],
+        *,
+        resume: bool = False,
+    ) -> Output:
         used = self.user_plugins(spec)
         code = {p.name: plugins.closure(p) for p in used}
         log = plugins.GuardLog()
@@ -261,15 +320,32 @@ class _SignalCombos:
         out = check_output(self.plugin, raw, len(b), values)
         self.signal_seconds += time.perf_counter() - t0
         if self.guarded:
-            t0 = time.perf_counter()
-            report = plugins.guard(self.plugin, b, values, out, f"; {symbol}")
-            self.log.add(self.plugin.name, len(report["cuts"]))
-            if c == 0:
-                for ind in self.indicators:
-                    full = check_output(ind, ind(b, {}), len(b), {})
-                    self.log.add(ind.name, len(plugins.guard(ind, b, {}, full, f"; {symbol}")["cuts"]))
-            self.log.seconds += time.perf_counter() - t0
+            self.guard_one(symbol, b, values, out, first_of_symbol=c == 0)
         return out
+
+    def guard_one(self, symbol: str, b: Any, values: dict[str, Any], out: np.ndarray, *, first_of_symbol: bool) -> None:
+        """The look-ahead guard on one combination's orders (and, once per symbol, on the user indicators)."""
+        from artifact_lake.sim.plugins import check_output
+
+        t0 = time.perf_counter()
+        report = plugins.guard(self.plugin, b, values, out, f"; {symbol}")
+        self.log.add(self.plugin.name, len(report["cuts"]))
+        if first_of_symbol:
+            for ind in self.indicators:
+                full = check_output(ind, ind(b, {}), len(b), {})
+                self.log.add(ind.name, len(plugins.guard(ind, b, {}, full, f"; {symbol}")["cuts"]))
+        self.log.seconds += time.perf_counter() - t0
+
+    def rerun(self, combo: dict[str, Any], symbol: str, b: Any) -> Any:
+        """One combination alone with per-bar outputs (already checked and guarded in the sweep's pass)."""
+        from artifact_lake import sim
+        from artifact_lake.sim.plugins import check_output
+
+        values = self.plugin.bind(combo)
+        t0 = time.perf_counter()
+        out = check_output(self.plugin, self.plugin(b, values), len(b), values)
+        self.signal_seconds += time.perf_counter() - t0
+        return sim.run(b, out, self.execution)
 
     def __call__(self, combo: dict[str, Any], symbol: str, b: Any) -> Any:
         from artifact_lake import sim
@@ -285,53 +361,96 @@ def signal_backtests(
     timings: dict[str, float],
     run_one: Callable[[dict[str, Any], str, Any], Any],
 ) -> dict[str, pa.Table]:
-    import pyarrow as pa
+    """Every combination on every symbol, each with per-bar equity and trades."""
+    runs = ((c, combo, symbol) for c, combo in enumerate(spec.iter_combos()) for symbol in bars)
+    trades, equity, rows = _backtests(bars, runs, spec.n_combos * len(bars), progress, timings, run_one)
+    return {"trades": trades, "equity": equity, "metrics": sweep.metrics_table(sweep.rows_table(rows), spec)}
 
-    combos = spec.combos()
+
+def _best_of_sweep(
+    lake: Lake,
+    spec: ExperimentSpec,
+    bars: dict[str, Any],
+    keep: Keep,
+    combos: _SignalCombos,
+    progress: Progress | None,
+    timings: dict[str, float],
+    resume: bool,
+) -> tuple[dict[str, pa.Table], dict[str, Any], Callable[[], None] | None]:
+    """Metrics of every combination (chunked, staged, resumable), then equity and trades of the selection,
+    run again alone; their metrics must equal the sweep's (else the plugin is not deterministic)."""
+    swept = sweep.ChunkedSweep(combos, spec, bars, timings)
+    rows, info, stage = swept.metrics(lake, progress, resume=resume)
+    t0 = time.perf_counter()
+    pairs = sweep.select(rows, keep, spec)
+    again: dict[str, float] = {}
+    trades, equity, kept = _backtests(
+        bars, sweep.selected_runs(combos, spec, pairs), len(pairs), None, again, combos.rerun
+    )
+    index = {
+        (c, s): i
+        for i, (c, s) in enumerate(
+            zip(rows.column("combo").to_pylist(), rows.column("symbol").to_pylist(), strict=True)
+        )
+    }
+    for row in kept:
+        first = rows.slice(index[(row["combo"], row["symbol"])], 1).to_pylist()[0]
+        differ = [k for k in METRIC_COLUMNS if not _same(first[k], row[k])]
+        if differ:
+            raise SimError(
+                f"combination {row['combo']} ({row['symbol']}): run alone it gives {differ[0]} = {row[differ[0]]!r},"
+                f" in the sweep {first[differ[0]]!r} (is the strategy deterministic?)"
+            )
+    timings["selection"] = time.perf_counter() - t0
+    tables = {"trades": trades, "equity": equity, "metrics": sweep.metrics_table(rows, spec)}
+    info |= {"kept": len(pairs), "equity": keep.equity, "best": keep.best, "by": keep.by}
+    return tables, info, stage.remove if stage is not None else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(a == b or (isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b)))
+
+
+def _backtests(
+    bars: dict[str, Any],
+    runs: Iterable[tuple[int, dict[str, Any], str]],
+    total: int,
+    progress: Progress | None,
+    timings: dict[str, float],
+    run_one: Callable[[dict[str, Any], str, Any], Any],
+) -> tuple[pa.Table, pa.Table, list[dict[str, Any]]]:
+    """Trades, per-bar equity and metric rows of ``runs`` ((combination, parameters, symbol), in order)."""
     trades: dict[str, list[Any]] = {}
     equity: dict[str, list[Any]] = {k: [] for k in ("combo", "symbol", "ts", "equity", "cash", "position")}
-    metrics: list[dict[str, Any]] = []
-    total = len(combos) * len(bars)
-    done = 0
+    rows: list[dict[str, Any]] = []
     sim_time = 0.0
-    for c, combo in enumerate(combos):
-        for symbol, b in bars.items():
-            t0 = time.perf_counter()
-            try:
-                res = run_one(combo, symbol, b)
-            except (ValueError, TypeError) as exc:
-                raise SimError(f"combination {c} ({symbol}): {exc}") from exc
-            sim_time += time.perf_counter() - t0
-            rows = res.trade_rows(b.ts)
-            n = len(res.trades)
-            for key, col in (("combo", np.full(n, c)), ("symbol", np.full(n, symbol, dtype=object))):
-                trades.setdefault(key, []).append(col)
-            for key, col in rows.items():
-                trades.setdefault(key, []).append(col)
-            for key, col in (
-                ("combo", np.full(len(b), c)),
-                ("symbol", np.full(len(b), symbol, dtype=object)),
-                ("ts", b.ts),
-                ("equity", res.equity),
-                ("cash", res.cash),
-                ("position", res.position),
-            ):
-                equity[key].append(col)
-            m = {"combo": c, "symbol": symbol}
-            m.update({k: float(res.metrics[k]) for k in METRIC_COLUMNS})
-            m["n_trades"] = int(res.metrics["n_trades"])  # closed trades (backtesting.py's "# Trades")
-            m["open_trades"] = int(res.metrics["open_trades"])  # a position still open at the last bar
-            m.update({k: combo[k] for k in spec.swept})
-            metrics.append(m)
-            done += 1
-            if progress is not None:
-                progress(done, total, f"combo {c + 1}/{len(combos)} {symbol}")
-    timings["simulate"] = sim_time
-    return {
-        "trades": trades_table(trades),
-        "equity": equity_table(equity),
-        "metrics": pa.Table.from_pylist(metrics),
-    }
+    for done, (c, combo, symbol) in enumerate(runs, 1):
+        b = bars[symbol]
+        t0 = time.perf_counter()
+        try:
+            res = run_one(combo, symbol, b)
+        except (ValueError, TypeError) as exc:
+            raise SimError(f"combination {c} ({symbol}): {exc}") from exc
+        sim_time += time.perf_counter() - t0
+        n = len(res.trades)
+        for key, col in (("combo", np.full(n, c)), ("symbol", np.full(n, symbol, dtype=object))):
+            trades.setdefault(key, []).append(col)
+        for key, col in res.trade_rows(b.ts).items():
+            trades.setdefault(key, []).append(col)
+        for key, col in (
+            ("combo", np.full(len(b), c)),
+            ("symbol", np.full(len(b), symbol, dtype=object)),
+            ("ts", b.ts),
+            ("equity", res.equity),
+            ("cash", res.cash),
+            ("position", res.position),
+        ):
+            equity[key].append(col)
+        rows.append(sweep.metric_row(c, symbol, res.metrics))
+        if progress is not None:
+            progress(done, total, f"combo {c + 1}/{total // max(len(bars), 1)} {symbol}")
+    timings["simulate"] = timings.get("simulate", 0.0) + sim_time
+    return trades_table(trades), equity_table(equity), rows
 
 
 def _alert_replay_tables(

@@ -37,7 +37,32 @@ KINDS = ("backtest", "train")
 MAX_COMBINATIONS = 10_000
 """Default limit on a sweep's combinations at create (``--max-combinations`` raises it)."""
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:=+-]{0,99}$")
-TOP_KEYS = {"name", "kind", "seed", "inputs", "strategy", "execution", "sweep", "env", "reward", "trainer", "portfolio"}
+TOP_KEYS = {
+    "name",
+    "kind",
+    "seed",
+    "inputs",
+    "strategy",
+    "execution",
+    "sweep",
+    "results",
+    "env",
+    "reward",
+    "trainer",
+    "portfolio",
+}
+RESULTS_KEYS: dict[str, tuple[type, ...]] = {
+    "equity": (str,),
+    "best": (int,),
+    "by": (str,),
+    "ascending": (bool,),
+    "pin": (list,),
+}
+"""The ``[results]`` section of a signal strategy's sweep: which combinations keep per-bar equity and trades
+(metrics are kept for every combination). See :class:`Keep`."""
+AUTO_ALL = 100
+"""Without a ``[results]`` section a sweep of at most this many combinations keeps everything; a larger one
+keeps the best :attr:`Keep.best` by Sharpe per symbol."""
 PORTFOLIO_KEYS: dict[str, tuple[type, ...]] = {"direction": (str,), "min_trade": (int, float)}
 """The ``[portfolio]`` section (portfolio strategies only): ``run_portfolio``'s direction and min_trade."""
 
@@ -147,6 +172,33 @@ class ExperimentSpec:
     @property
     def swept(self) -> list[str]:
         return sorted(self.doc.get("sweep", {}))
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Which (combination, symbol) pairs of a signal sweep keep per-bar equity and trades; the spec's
+    ``[results]`` section, or its default (:data:`AUTO_ALL`), so the choice is part of the experiment's id."""
+
+    equity: str = "best"
+    """``all`` (every combination), or ``best``: the ``best`` highest (``ascending``: lowest) by the metric
+    ``by`` on each symbol (NaN last, ties to the lower combination), plus every combination ``pin`` names."""
+    best: int = 10
+    by: str = "sharpe"
+    ascending: bool = False
+    pin: tuple[tuple[tuple[str, Any], ...], ...] = ()
+    """Tables of strategy parameters; a pin names every combination whose values equal them."""
+
+    @classmethod
+    def of(cls, spec: ExperimentSpec) -> Keep:
+        raw = spec.doc.get("results")
+        if raw is None:
+            return cls("all") if spec.n_combos <= AUTO_ALL else cls()
+        pins = tuple(tuple(sorted(p.items())) for p in raw.get("pin", []))
+        fields_ = {k: v for k, v in raw.items() if k != "pin"}
+        return cls(**fields_, pin=pins)
+
+    def pinned(self, combo: dict[str, Any]) -> bool:
+        return any(all(combo.get(k) == v for k, v in p) for p in self.pin)
 
 
 def canonical_json(doc: Any) -> str:

@@ -392,6 +392,31 @@ def run_grid(
     return results
 
 
+def run_many(
+    bars: Bars, targets: Any, execution: Execution | None = None, *, mode: str = "signal"
+) -> list[dict[str, float]]:
+    """Metrics of one backtest per row of ``targets`` (combinations x bars), in parallel and without per-bar
+    outputs; row ``j``'s metrics (and ``status``) equal :func:`run` of that row alone.
+
+    A row with a value the mode does not allow raises ``ValueError`` naming the row and the bar."""
+    ex = execution or Execution()
+    if mode not in MODE._fields:
+        raise ValueError(f"mode must be one of {', '.join(MODE._fields)}, not {mode!r}")
+    t = np.ascontiguousarray(targets, dtype=np.float64)
+    if t.ndim != 2 or t.shape[1] != len(bars):
+        raise ValueError(f"targets must be (rows, {len(bars)} bars), not {t.shape}")
+    raw, status, bad = K.targets_grid_nb(
+        bars.open, bars.high, bars.low, bars.close, bars.volume, t, getattr(MODE, mode), *ex.kernel_args()
+    )
+    wrong = np.flatnonzero(bad >= 0)
+    if wrong.size:
+        j = int(wrong[0])
+        allowed = "-1, 0, 1 or NaN" if mode == "signal" else "in [-1, 1] or NaN"
+        raise ValueError(f"row {j}: in {mode} mode target values must be {allowed}; bar {bad[j]} has {t[j, bad[j]]!r}")
+    ppy = ex.periods_per_year
+    return [summarize(raw[j], bars.ts, ex.cash, ppy) | {"status": int(status[j])} for j in range(t.shape[0])]
+
+
 def _direction(direction: str) -> int:
     codes = {"long": 1, "short": -1, "both": 0}
     if direction not in codes:

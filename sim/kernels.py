@@ -827,3 +827,38 @@ def sma_grid_nb(
         )
         status[j] = st
     return out, status
+
+
+@njit(cache=True, parallel=True)
+def targets_grid_nb(
+    open_, high, low, close, volume, targets, mode,
+    cash0, fill_at, latency, fee_rate, slip_rate,
+    stop_loss, take_profit, trailing, sizing, size, units_mode, leverage,
+    participation, remainder, max_hold, close_at_end,
+):  # fmt: skip
+    """Metrics of every row of ``targets`` (one combination's per-bar orders each) in parallel, without
+    per-bar outputs. Returns (metrics, status, bad): ``bad[j]`` is the first bar of row ``j`` whose value the
+    mode does not allow (-1 if none; that row is not simulated). Each row runs the same :func:`simulate_nb`
+    as a single backtest, so its metrics are identical to running it alone, whatever the rows beside it.
+    """
+    k = targets.shape[0]
+    out = np.full((k, N_METRICS), np.nan)
+    status = np.zeros(k, dtype=np.int64)
+    bad = np.full(k, -1, dtype=np.int64)
+    none = np.empty(0, dtype=trade_dt)
+    empty = np.empty(0)
+    for j in prange(k):
+        tgt = targets[j]
+        order_bars, first_bad = order_bars_nb(tgt, mode)
+        if first_bad >= 0:
+            bad[j] = first_bad
+            continue
+        _, st = simulate_nb(
+            open_, high, low, close, volume, tgt, order_bars, mode,
+            cash0, fill_at, latency, fee_rate, slip_rate,
+            stop_loss, take_profit, trailing, sizing, size, units_mode, leverage,
+            participation, remainder, max_hold, close_at_end,
+            none, empty, empty, empty, out[j], False, empty, empty,
+        )  # fmt: skip
+        status[j] = st
+    return out, status, bad

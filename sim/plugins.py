@@ -103,6 +103,8 @@ class Plugin:
     """Optional fast path for a whole sweep: ``sweep(bars, combos)`` yields one output per combination, each
     equal to the per-combination call."""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    """The lake's own hooks: ``grid(bars, combos, execution)``, a built-in's metrics of a whole sweep from a
+    grid kernel (used for built-ins only: a user plugin's orders go through the contract and the guard)."""
 
     @property
     def module(self) -> str:
@@ -180,11 +182,18 @@ def read_params(func: Callable[..., Any]) -> tuple[Param, ...]:
     return tuple(out)
 
 
-def _register(kind: str, func: F, name: str | None, check: CheckFn | None, sweep: SweepFn | None) -> F:
+def _register(
+    kind: str,
+    func: F,
+    name: str | None,
+    check: CheckFn | None,
+    sweep: SweepFn | None,
+    extra: Mapping[str, Any] | None = None,
+) -> F:
     pname = name or func.__name__
     if not NAME_RE.match(pname):
         raise PluginDefinitionError(f"plugin name {pname!r}: use letters, digits and _ (not starting with a digit)")
-    plugin = Plugin(pname, kind, func, read_params(func), inspect.getdoc(func) or "", check, sweep)
+    plugin = Plugin(pname, kind, func, read_params(func), inspect.getdoc(func) or "", check, sweep, extra or {})
     old = REGISTRY.get((kind, pname))
     if old is not None and old.func is not func:
         same_origin = (old.module, getattr(old.func, "__qualname__", "")) == (

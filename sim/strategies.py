@@ -13,8 +13,8 @@ from typing import Any, Literal
 import numpy as np
 
 from . import kernels as _kernels
-from .engine import Bars, _direction
-from .plugins import indicator, strategy
+from .engine import Bars, _direction, run_grid
+from .plugins import _register, indicator, strategy
 
 K: Any = _kernels
 
@@ -102,10 +102,28 @@ def _sma_cross_sweep(bars: Bars, combos: Sequence[Mapping[str, Any]]) -> Iterato
         yield K.cross_targets_nb(mean(values["fast"]), mean(values["slow"]), _direction(values["direction"]))
 
 
-@strategy(name="sma_cross", check=_sma_cross_check, sweep=_sma_cross_sweep)
+def _sma_cross_grid(bars: Bars, combos: Sequence[Mapping[str, Any]], execution: Any) -> list[dict[str, float]]:
+    """Metrics of every combination through the grid kernel (:func:`run_grid`), one call per direction;
+    each equals the combination run alone."""
+    out: list[dict[str, float]] = [{} for _ in combos]
+    for direction in sorted({str(v["direction"]) for v in combos}):
+        at = [j for j, v in enumerate(combos) if v["direction"] == direction]
+        for j in at:
+            _sma_cross_check(combos[j]["fast"], combos[j]["slow"])
+        found = run_grid(
+            bars, [combos[j]["fast"] for j in at], [combos[j]["slow"] for j in at], execution, direction=direction
+        )
+        for j, m in zip(at, found, strict=True):
+            out[j] = m
+    return out
+
+
 def sma_cross_plugin(bars: Bars, fast: int = 10, slow: int = 20, direction: Direction = "long") -> np.ndarray:
     """Orders on crossings of SMA(fast) over SMA(slow) (strict, as backtesting.py's ``crossover``)."""
     return sma_cross(bars.close, fast, slow, direction)
+
+
+_register("strategy", sma_cross_plugin, "sma_cross", _sma_cross_check, _sma_cross_sweep, {"grid": _sma_cross_grid})
 
 
 def _rsi_check(period: int = 14, lower: float = 30.0, upper: float = 70.0, direction: str = "long") -> None:

@@ -1,0 +1,68 @@
+"""Staging folders in ``tmp/``: work a run stages to resume after a crash (a sweep's chunks), as opposed to
+the single staging files of a publish (:func:`objects.stage`).
+
+A folder ``tmp/sweep-<32 hex>/`` holds ``chunk-<6 digits>.parquet`` files (each whole: written under a
+hidden name and renamed) and a ``lock`` its run holds while it computes. Nobody holding the lock means the
+run is gone: ``verify`` reports the folder as *stale* and ``gc`` removes it (files of other names inside
+are left alone, with the folder). Everything is walked with :func:`objects.safe_entries`: no symlink is
+followed, nothing outside the lake is touched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import stat
+from pathlib import Path
+
+from .objects import remove_file, safe_entries
+from .records import LeftAlone
+
+SWEEP_DIR = re.compile(r"sweep-[0-9a-f]{32}")
+SWEEP_FILE = re.compile(r"chunk-[0-9]{6}\.parquet|\.chunk-[0-9]{6}\.parquet\.new|lock")
+
+
+def is_stale_dir(path: Path) -> bool:
+    """True when no run holds the folder's ``lock`` (a folder without one is stale too)."""
+    try:
+        fd = os.open(path / "lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def dir_size(root: Path, path: Path) -> int:
+    files, _ = safe_entries(root, path.relative_to(root), SWEEP_FILE)
+    total = 0
+    for f in files:
+        try:
+            total += os.lstat(f).st_size
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def remove_dir(root: Path, path: Path) -> list[LeftAlone]:
+    """Remove the staged files of ``path`` and the folder itself; what is left, with why."""
+    files, left = safe_entries(root, path.relative_to(root), SWEEP_FILE)
+    for f in files:
+        reason = remove_file(root, f)
+        if reason is not None:
+            left.append(LeftAlone(str(f), reason))
+    if not left:
+        try:
+            os.rmdir(path)
+        except OSError as exc:
+            left.append(LeftAlone(str(path), f"cannot remove the folder: {exc.strerror}"))
+    return left
