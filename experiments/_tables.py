@@ -34,6 +34,15 @@ def cat(parts: list[Any], dtype: Any = None) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def strings(parts: list[Any]) -> pa.Array:
+    """A string column from parts that are pyarrow arrays (``pa.repeat(symbol, n)``: no Python string per row)
+    or NumPy object arrays."""
+    import pyarrow as pa
+
+    arrays = [p if isinstance(p, pa.Array) else pa.array(p, pa.string()) for p in parts]
+    return pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())
+
+
 def ts_array(values: np.ndarray) -> pa.Array:
     import pyarrow as pa
 
@@ -67,7 +76,7 @@ def trades_table(cols: dict[str, list[Any]]) -> pa.Table:
     return pa.table(
         {
             "combo": pa.array(cat(cols["combo"], np.int64), pa.int64()),
-            "symbol": pa.array(cat(cols["symbol"], object), pa.string()),
+            "symbol": strings(cols["symbol"]),
             "side": pa.array(cat(cols["side"], np.int8), pa.int8()),
             "size": pa.array(cat(cols["size"], np.float64), pa.float64()),
             "entry_ts": ts_array(cat(cols["entry_ts"], np.int64)),
@@ -92,7 +101,7 @@ def equity_table(cols: dict[str, list[Any]]) -> pa.Table:
     return pa.table(
         {
             "combo": pa.array(cat(cols["combo"], np.int64), pa.int64()),
-            "symbol": pa.array(cat(cols["symbol"], object), pa.string()),
+            "symbol": strings(cols["symbol"]),
             "ts": ts_array(cat(cols["ts"], np.int64)),
             "equity": pa.array(cat(cols["equity"], np.float64), pa.float64()),
             "cash": pa.array(cat(cols["cash"], np.float64), pa.float64()),

@@ -63,10 +63,28 @@ class Computed:
     """Removes what the work staged (a sweep's chunks), once the results are published."""
 
 
-def compute(lake: Lake, spec: ExperimentSpec, progress: Progress | None = None, *, resume: bool = False) -> Computed:
+def compute(
+    lake: Lake,
+    spec: ExperimentSpec,
+    progress: Progress | None = None,
+    *,
+    resume: bool = False,
+    timings: dict[str, float] | None = None,
+) -> Computed:
     """Every result table of ``spec`` (nothing is published). With ``resume`` a sweep stages its chunks under
-    the lake's tmp/ and reuses the chunks an interrupted run of the same spec and code left there."""
-    timings: dict[str, float] = {}
+    the lake's tmp/ and reuses the chunks an interrupted run of the same spec and code left there.
+
+    ``timings`` (new when None) gets a wall time per phase: ``imports`` (the simulator's modules and numba's
+    start-up, paid once a process), ``verify``, then the runner's own (``load``, ``signals``, ``simulate``...)."""
+    import pyarrow as pa
+
+    from artifact_lake import sim
+
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
+    sim.warm()
+    pa.array([0.0])  # pyarrow imports pandas at its first conversion (pandas comes with exchange_calendars)
+    timings["imports"] = timings.get("imports", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
     verify_inputs(lake, spec)
     timings["verify"] = time.perf_counter() - t0
@@ -103,6 +121,7 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
     The results and the run's ``succeeded`` status commit in one transaction: a run that fails, runs out of
     disk or is killed publishes none of them (a killed one shows as ``interrupted``).
     """
+    entered = time.perf_counter()
     events = openlineage.run_events(lake)  # before any work: configured without the extra, the lake stays unchanged
     exp = tracker.get_experiment(lake.db, ref)
     if not force:
@@ -124,9 +143,10 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
         run = tracker.new_run(lake.db, exp.id, device=device, lock=lock)
         frozen = sorted({i for ids in exp.spec.inputs.values() for i in ids})
         events.start(f"experiment/{exp.spec.name}", run_id=run.id, inputs=frozen)
-        started = time.perf_counter()
+        started = entered  # the run's duration is the whole call's, and its timings account for it
+        timings = {"prepare": time.perf_counter() - entered}
         try:
-            computed = compute(lake, exp.spec, progress, resume=True)
+            computed = compute(lake, exp.spec, progress, resume=True, timings=timings)
             done = _publish(lake, exp, run.id, computed, runner, started)
         except LakeError as exc:
             tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started, error=str(exc))
@@ -160,6 +180,8 @@ def _publish(
 
     t0 = time.perf_counter()
     tables = conform_results(lake, computed.tables)
+    computed.timings["checks"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     inputs = sorted({i for ids in exp.spec.inputs.values() for i in ids})
     items = []
     for role, table in tables.items():

@@ -139,9 +139,11 @@ class SignalBacktest(_Base):
         t0 = time.perf_counter()
         bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
         timings["load"] = time.perf_counter() - t0
-        combos = _SignalCombos(spec, bars)
+        t0 = time.perf_counter()
+        combos = _SignalCombos(spec, bars)  # the plugin resolved, its code hashed; the calendar's bars a year
         combos.execution = annualised(lake, spec, bars, combos.execution)
         keep = Keep.of(spec)
+        timings["prepare"] = timings.get("prepare", 0.0) + time.perf_counter() - t0
         checks: dict[str, Any] = {}
         cleanup = None
         if keep.equity == "all":
@@ -149,6 +151,8 @@ class SignalBacktest(_Base):
         else:
             tables, checks["sweep"], cleanup = _best_of_sweep(lake, spec, bars, keep, combos, progress, timings, resume)
         timings["signals"] = combos.signal_seconds
+        if keep.equity == "all":  # the simulate phase timed each whole run: orders and guard are their own phases
+            timings["simulate"] -= combos.signal_seconds + combos.log.seconds
         if combos.guarded:
             timings["lookahead_guard"] = combos.log.seconds
             checks.update(combos.log.to_dict())
@@ -303,10 +307,9 @@ class _SignalCombos:
         self.code = {p.name: plugins.closure(p) for p in [self.plugin, *self.indicators] if not p.builtin}
         self.log = plugins.GuardLog()
         self.signal_seconds = 0.0
-        self.combos = [self.plugin.bind(c) for c in spec.iter_combos()]
-        self.streams: dict[str, Any] = {}
-        if self.plugin.sweep is not None and len(self.combos) > 1:
-            self.streams = {s: iter(self.plugin.sweep(b, self.combos)) for s, b in bars.items()}
+        self.spec = spec
+        self.streams: dict[str, Any] = {}  # the sweep fast path per symbol, started when every combination runs
+        self.bound: list[dict[str, Any]] | None = None
         self.next_combo = dict.fromkeys(bars, 0)
 
     def signals(self, values: dict[str, Any], symbol: str, b: Any) -> np.ndarray:
@@ -315,6 +318,10 @@ class _SignalCombos:
         c = self.next_combo[symbol]
         self.next_combo[symbol] = c + 1
         t0 = time.perf_counter()
+        if c == 0 and self.plugin.sweep is not None and self.spec.n_combos > 1:
+            if self.bound is None:
+                self.bound = [self.plugin.bind(v) for v in self.spec.iter_combos()]
+            self.streams[symbol] = iter(self.plugin.sweep(b, self.bound))
         stream = self.streams.get(symbol)
         raw = next(stream) if stream is not None else self.plugin(b, values)
         out = check_output(self.plugin, raw, len(b), values)
@@ -420,6 +427,8 @@ def _backtests(
     run_one: Callable[[dict[str, Any], str, Any], Any],
 ) -> tuple[pa.Table, pa.Table, list[dict[str, Any]]]:
     """Trades, per-bar equity and metric rows of ``runs`` ((combination, parameters, symbol), in order)."""
+    import pyarrow as pa
+
     trades: dict[str, list[Any]] = {}
     equity: dict[str, list[Any]] = {k: [] for k in ("combo", "symbol", "ts", "equity", "cash", "position")}
     rows: list[dict[str, Any]] = []
@@ -433,13 +442,13 @@ def _backtests(
             raise SimError(f"combination {c} ({symbol}): {exc}") from exc
         sim_time += time.perf_counter() - t0
         n = len(res.trades)
-        for key, col in (("combo", np.full(n, c)), ("symbol", np.full(n, symbol, dtype=object))):
+        for key, col in (("combo", np.full(n, c)), ("symbol", pa.repeat(symbol, n))):
             trades.setdefault(key, []).append(col)
         for key, col in res.trade_rows(b.ts).items():
             trades.setdefault(key, []).append(col)
         for key, col in (
             ("combo", np.full(len(b), c)),
-            ("symbol", np.full(len(b), symbol, dtype=object)),
+            ("symbol", pa.repeat(symbol, len(b))),
             ("ts", b.ts),
             ("equity", res.equity),
             ("cash", res.cash),
@@ -527,7 +536,7 @@ def _alert_replay_tables(
         k = len(out["timeline"])
         for key, col in (
             ("combo", np.full(k, c)),
-            ("symbol", np.full(k, "*", dtype=object)),
+            ("symbol", pa.repeat("*", k)),
             ("ts", out["timeline"]),
             ("equity", out["equity"]),
             ("cash", out["cash"]),
@@ -606,7 +615,7 @@ def _portfolio_tables(
         held = (res.positions != 0).sum(axis=1).astype(np.float64)
         for key, col in (
             ("combo", np.full(n, c)),
-            ("symbol", np.full(n, "*", dtype=object)),
+            ("symbol", pa.repeat("*", n)),
             ("ts", panel.ts),
             ("equity", res.equity),
             ("cash", res.cash),

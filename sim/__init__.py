@@ -4,7 +4,7 @@ sim imports nothing from the lake: arrays in, arrays out, testable and benchmark
 """
 
 from .alerts import AlertPolicy, alert_replay
-from .engine import Bars, Execution, Result, run, run_grid, run_many, summarize
+from .engine import Bars, Execution, Result, run, run_grid, run_many, summarize, warm
 from .env import ENV_ID, EnvConfig, Market, TradingEnv, VectorTradingEnv, register
 from .plugins import Param, Plugin, check_output, check_weights, indicator, portfolio_strategy, strategy
 from .portfolio import PORTFOLIO_METRIC_NAMES, Panel, PortfolioResult, fill_dt, run_portfolio
@@ -47,6 +47,7 @@ __all__ = [
     "run",
     "run_grid",
     "run_many",
+    "warm",
     "sma",
     "sma_cross",
     "summarize",

@@ -209,7 +209,8 @@ class Bars:
         ts_col = table.column("ts")
         if pa.types.is_timestamp(ts_col.type):
             ts_col = ts_col.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-        ts = ts_col.to_numpy() if ts_col.num_chunks else np.zeros(0, dtype=np.int64)
+        # an Array's to_numpy (a ChunkedArray's goes through pandas: 0.4 s of imports in a fresh process)
+        ts = ts_col.chunk(0).to_numpy() if ts_col.num_chunks else np.zeros(0, dtype=np.int64)
         volume = col("volume") if "volume" in table.column_names else None
         return cls.from_arrays(ts, col("open"), col("high"), col("low"), col("close"), volume)
 
@@ -248,6 +249,13 @@ class Result:
         }
 
 
+def warm() -> None:
+    """Start numba in this process (its type registries and the first cached kernel): the first kernel call
+    of a process pays this once (~0.3 s; more where SciPy is installed, which numba imports to look for BLAS),
+    so callers that time their phases call it first."""
+    K.rolling_mean_nb(np.ones(2), 1)
+
+
 def bar_seconds(ts: np.ndarray) -> float:
     """The typical bar length: the median gap over the first 10,001 bars (cheap on 10M bars, and robust
     to weekends and holes)."""
@@ -256,18 +264,17 @@ def bar_seconds(ts: np.ndarray) -> float:
     return float(np.median(np.diff(ts[:10_001]))) / 1e6
 
 
-def _periods_per_year(ts: np.ndarray) -> float:
-    step = bar_seconds(ts)
-    return SECONDS_PER_YEAR / step if step > 0 else float("nan")
-
-
-def summarize(raw: np.ndarray, ts: np.ndarray, cash0: float, periods_per_year: float | None = None) -> dict[str, float]:
+def summarize(
+    raw: np.ndarray, ts: np.ndarray, cash0: float, periods_per_year: float | None = None, *, step: float | None = None
+) -> dict[str, float]:
     """Kernel metrics plus the annualised ones (CAGR, Sharpe, Sortino, drawdown duration in days).
 
     Sharpe and Sortino scale by ``periods_per_year`` (a trading calendar's bars a year, given by the caller),
-    else by calendar time over the bar spacing; CAGR and drawdown days always use calendar time."""
+    else by calendar time over the bar spacing; CAGR and drawdown days always use calendar time. ``step`` is
+    :func:`bar_seconds` of ``ts`` when the caller has it (a grid summarizes many runs over the same bars)."""
     m = dict(zip(METRIC_NAMES, (float(v) for v in raw), strict=True))
-    ppy = periods_per_year if periods_per_year is not None else _periods_per_year(ts)
+    step = bar_seconds(ts) if step is None else step
+    ppy = periods_per_year if periods_per_year is not None else (SECONDS_PER_YEAR / step if step > 0 else math.nan)
     years = (ts[-1] - ts[0]) / 1e6 / SECONDS_PER_YEAR if ts.shape[0] > 1 else 0.0
     final = m["final_equity"]
     m["cagr"] = float("nan")
@@ -279,7 +286,7 @@ def summarize(raw: np.ndarray, ts: np.ndarray, cash0: float, periods_per_year: f
     std, down = m["std_return"], m["downside_std"]
     m["sharpe"] = m["mean_return"] / std * math.sqrt(ppy) if std and std > 0 else float("nan")
     m["sortino"] = m["mean_return"] / down * math.sqrt(ppy) if down and down > 0 else float("nan")
-    step_days = bar_seconds(ts) / 86400 if ts.shape[0] > 1 else 0.0
+    step_days = step / 86400 if ts.shape[0] > 1 else 0.0
     m["max_drawdown_days"] = m["max_drawdown_bars"] * step_days
     return m
 
@@ -387,8 +394,10 @@ def run_grid(
             _direction(direction),
             *ex.kernel_args(),
         )
-        ppy = ex.periods_per_year
-        results += [summarize(raw[j], bars.ts, ex.cash, ppy) | {"status": int(status[j])} for j in range(len(fr))]
+        ppy, step = ex.periods_per_year, bar_seconds(bars.ts)
+        results += [
+            summarize(raw[j], bars.ts, ex.cash, ppy, step=step) | {"status": int(status[j])} for j in range(len(fr))
+        ]
     return results
 
 
@@ -413,8 +422,8 @@ def run_many(
         j = int(wrong[0])
         allowed = "-1, 0, 1 or NaN" if mode == "signal" else "in [-1, 1] or NaN"
         raise ValueError(f"row {j}: in {mode} mode target values must be {allowed}; bar {bad[j]} has {t[j, bad[j]]!r}")
-    ppy = ex.periods_per_year
-    return [summarize(raw[j], bars.ts, ex.cash, ppy) | {"status": int(status[j])} for j in range(t.shape[0])]
+    ppy, step = ex.periods_per_year, bar_seconds(bars.ts)
+    return [summarize(raw[j], bars.ts, ex.cash, ppy, step=step) | {"status": int(status[j])} for j in range(t.shape[0])]
 
 
 def _direction(direction: str) -> int:

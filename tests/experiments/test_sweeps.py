@@ -17,6 +17,7 @@ import pytest
 
 from artifact_lake.artifact_store.samples import synthetic_ohlcv
 from artifact_lake.experiments import SpecError, create, execute, parse_spec, reproduce
+from artifact_lake.experiments import plugins as exp_plugins
 from artifact_lake.experiments import sweep as sweep_mod
 from artifact_lake.projections import Lake
 from tests.conftest import subprocess_env
@@ -181,6 +182,7 @@ def test_a_sweep_killed_mid_way_resumes_its_staged_chunks_and_publishes_the_same
     plugin_file = tmp_path / "slow_cross.py"
     plugin_file.write_text(SLOW_PLUGIN)
     monkeypatch.setenv("LAKE_PLUGINS", str(plugin_file))
+    monkeypatch.setattr(exp_plugins, "_configured", None)  # the CLI's --plugins setting, if a CLI test ran
     steps = 800 * 8  # 8 combinations a chunk: 144 combinations make 18 chunks
     root = tmp_path / "killed"
     _slow_lake(root, plugin_file).close()
