@@ -21,12 +21,22 @@ def best_of(fn: Callable[[], object], repeat: int = 3, setup: Callable[[], objec
     return min(times)
 
 
-def best_of_pair(a: Callable[[], object], b: Callable[[], object], repeat: int = 9) -> tuple[float, float]:
+def best_of_pair(
+    a: Callable[[], object],
+    b: Callable[[], object],
+    repeat: int = 9,
+    *,
+    setup_a: Callable[[], object] | None = None,
+    setup_b: Callable[[], object] | None = None,
+) -> tuple[float, float]:
     """Smallest wall times of ``a`` and ``b``, run alternately ``repeat`` times each, so both see the same
-    moments of a shared machine (a ratio of two separate best-of runs swings with the machine's load)."""
+    moments of a shared machine (a ratio of two separate best-of runs swings with the machine's load).
+    ``setup_a``/``setup_b`` run untimed before each call."""
     ta, tb = [], []
     for _ in range(repeat):
-        for fn, times in ((a, ta), (b, tb)):
+        for fn, times, setup in ((a, ta, setup_a), (b, tb, setup_b)):
+            if setup is not None:
+                setup()
             t0 = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t0)

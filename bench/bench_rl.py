@@ -20,13 +20,14 @@ import torch  # noqa: E402
 from artifact_lake.artifact_store.samples import synthetic_ohlcv  # noqa: E402
 from artifact_lake.sim import EnvConfig, Market, TradingEnv, VectorTradingEnv  # noqa: E402
 from artifact_lake.sim.ppo import PPOConfig, train  # noqa: E402
-from bench._common import print_table  # noqa: E402
+from bench._common import best_of_pair, print_table  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--ppo-steps", type=int, default=8192)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="PPO runs of each trainer, alternated")
     args = ap.parse_args()
     table = synthetic_ohlcv(("A",), bars=50_000, seed=1)
     market = Market(table, EnvConfig())
@@ -77,10 +78,6 @@ def main() -> None:
         device="cpu",
         threads=args.threads,
     )
-    t0 = time.perf_counter()
-    train(VectorTradingEnv(None, 1, market=market, same_step_reset=True), cfg)
-    ours = args.ppo_steps / (time.perf_counter() - t0)
-
     from stable_baselines3 import PPO
 
     model = PPO(
@@ -96,9 +93,12 @@ def main() -> None:
     )
     model.learn(total_timesteps=256)
     torch.set_num_threads(args.threads)
-    t0 = time.perf_counter()
-    model.learn(total_timesteps=args.ppo_steps, reset_num_timesteps=True)
-    sb3 = args.ppo_steps / (time.perf_counter() - t0)
+    t_ours, t_sb3 = best_of_pair(  # alternated: both see the same moments of a shared machine
+        lambda: train(VectorTradingEnv(None, 1, market=market, same_step_reset=True), cfg),
+        lambda: model.learn(total_timesteps=args.ppo_steps, reset_num_timesteps=True),
+        repeat=args.repeat,
+    )
+    ours, sb3 = args.ppo_steps / t_ours, args.ppo_steps / t_sb3
     rows.append(
         (
             f"PPO on the CPU, 2x64 MLP, 2,048 steps/update, {args.ppo_steps:,} steps, {args.threads} thread(s)",
