@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -26,38 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PLUGIN = '''
-import numpy as np
-from artifact_lake.sim import Bars, strategy
-
-
-def _sma(c: np.ndarray, n: int) -> np.ndarray:
-    out = np.full(len(c), np.nan)
-    s = np.cumsum(c)
-    out[n - 1 :] = (s[n - 1 :] - np.concatenate(([0.0], s[:-n]))) / n
-    return out
-
-
-@strategy
-def my_sma_cross(bars: Bars, fast: int = 10, slow: int = 20) -> np.ndarray:
-    """Long when the fast mean crosses above the slow one, flat when it crosses below."""
-    f, s = _sma(bars.close, fast), _sma(bars.close, slow)
-    out = np.full(len(f), np.nan)
-    up = (f[:-1] < s[:-1]) & (f[1:] > s[1:])
-    down = (f[:-1] > s[:-1]) & (f[1:] < s[1:])
-    out[1:][up] = 1.0
-    out[1:][down] = 0.0
-    return out
-'''
-
-
-def windows(combos: int) -> tuple[list[int], list[int]]:
-    """``fast`` and ``slow`` lists whose product is ``combos`` (every fast below every slow)."""
-    nf = max(1, int(math.sqrt(combos) * 0.8))
-    while combos % nf:
-        nf -= 1
-    fast = list(range(2, 2 + nf))
-    return fast, list(range(fast[-1] + 1, fast[-1] + 1 + combos // nf))
+from bench.bench_plugins import PLUGIN  # noqa: E402  the user's numpy sma cross, as a user would write it
+from bench.bench_plugins import sweep as windows  # noqa: E402  fast and slow lists of a given product
 
 
 def child(mode: str, root: str, strategy: str, combos: int) -> None:
