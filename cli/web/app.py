@@ -152,14 +152,17 @@ class UI:
         env.filters["symbol"] = rpt.symbol_label
         env.filters["params"] = rpt.format_params
         env.filters["tojson_attr"] = lambda v: json.dumps(jsonable(v))
-        env.globals["static_version"] = "1"
+        env.globals["static_version"] = "2"
 
     def equity(self, artifact_id: str) -> Any:
         """An equity table (checked bytes), kept for the next chart of the same run: ids never change."""
         with self.lock:
             hit = self.equity_tables.get(artifact_id)
         if hit is None:
-            hit = self.lake.read(artifact_id, columns=["combo", "symbol", "ts", "equity"])
+            columns = ["combo", "symbol", "ts", "equity"]
+            have = {c[0] for c in self.lake.get(artifact_id).columns}
+            columns += [c for c in ("gross_exposure", "net_exposure") if c in have]  # a portfolio's equity
+            hit = self.lake.read(artifact_id, columns=columns)
             with self.lock:
                 self.equity_tables[artifact_id] = hit
                 while len(self.equity_tables) > 8:
@@ -550,7 +553,8 @@ def _stride(n: int) -> int:
 
 
 def equity_data(ui: UI, request: Request) -> Response:
-    """Series for the equity and drawdown charts: ``run``, ``symbol`` and one or more ``combo``."""
+    """Series for the equity and drawdown charts (and, for a portfolio, gross and net exposure): ``run``,
+    ``symbol`` and one or more ``combo``."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -589,14 +593,16 @@ def equity_data(ui: UI, request: Request) -> Response:
             continue
         params = rpt.strategy_params(exp, combo) if exp.kind != "train" else {}
         label = rpt.format_params({k: params[k] for k in swept if k in params}, " ")
-        series.append(
-            {
-                "combo": combo,
-                "label": f"#{combo} {label}".strip(),
-                "equity": values[idx].tolist(),
-                "drawdown": dd[idx].tolist(),
-            }
-        )
+        entry = {
+            "combo": combo,
+            "label": f"#{combo} {label}".strip(),
+            "equity": values[idx].tolist(),
+            "drawdown": dd[idx].tolist(),
+        }
+        for key in ("gross_exposure", "net_exposure"):
+            if key in one.column_names:
+                entry[key] = one.column(key).to_numpy()[idx].tolist()
+        series.append(entry)
     return JSONResponse(jsonable({"symbol": symbol, "ts": ts_out or [], "series": series}))
 
 

@@ -145,3 +145,31 @@ def test_reproduce_in_the_background(server: Server, page: Any) -> None:
     assert pg.locator("#verdict").inner_text() == "identical"
     shot(pg, "reproduce")
     assert pg.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_portfolio_shows_its_gross_and_net_exposure(tmp_path: Path, page: Any) -> None:
+    from artifact_lake.artifact_store.samples import synthetic_ohlcv
+    from artifact_lake.experiments import create, execute, parse_spec
+    from artifact_lake.projections import Lake
+
+    from .conftest import start_ui, stop
+
+    root = tmp_path / "portfolio"
+    with Lake.open(root) as lk:
+        lk.publish(synthetic_ohlcv(("A", "B", "C", "D"), bars=2000, seed=5), "ohlcv", name="px")
+        spec = 'name = "mom"\nkind = "backtest"\n[inputs]\nohlcv = ["px"]\n[strategy]\nname = "xs_momentum"\n'
+        spec += 'every = 24\n[portfolio]\ndirection = "both"\n[sweep]\nlookback = [10, 30]\n'
+        create(lk, parse_spec(spec))
+        execute(lk, "mom")
+    server = start_ui(root)
+    try:
+        pg = page
+        pg.goto(server.url + "/experiment/mom")
+        pg.wait_for_function("document.querySelector('#exposure-chart').dataset.drawn > 0")
+        assert canvas_has_ink(pg, "#equity-chart") and canvas_has_ink(pg, "#exposure-chart")
+        legend = pg.locator("#exposure-chart .u-legend").inner_text()
+        assert "gross" in legend and "net" in legend
+        shot(pg, "portfolio")
+        assert pg.errors == []  # type: ignore[attr-defined]
+    finally:
+        stop(server.proc)

@@ -54,6 +54,15 @@
       var ddEl = document.getElementById("drawdown-chart");
       var dd = lineChart(ddEl, "drawdown", d.ts, d.series.map(function (s) { return {label: s.label, values: s.drawdown}; }), pct, 180, "eq");
       linkZoom(eq, dd);
+      var exEl = document.getElementById("exposure-chart");
+      if (exEl && d.series[0].gross_exposure) {  // a portfolio: gross and net exposure, as fractions of equity
+        var ex = [];
+        d.series.forEach(function (s) {
+          ex.push({label: s.label + " gross", values: s.gross_exposure});
+          ex.push({label: s.label + " net", values: s.net_exposure});
+        });
+        linkZoom(eq, lineChart(exEl, "exposure (gross, net)", d.ts, ex, pct, 180, "eq"));
+      }
     });
   }
 
