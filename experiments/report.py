@@ -353,18 +353,28 @@ def _plot_backtest(
         )
         for m in lake.read(run.results["metrics"]).to_pylist()
     ]
-    drawn, left, selection = choose_curves(curves, max_lines)
-    eq = lake.read(run.results["equity"], columns=["combo", "symbol", "ts", "equity"])
+    have = {c[0] for c in lake.get(run.results["equity"]).columns}
+    exposure = "gross_exposure" in have  # a portfolio: gross and net exposure under the drawdown
+    columns = ["combo", "symbol", "ts", "equity"] + (["gross_exposure", "net_exposure"] if exposure else [])
+    eq = lake.read(run.results["equity"], columns=columns)
+    kept = eq.group_by(["combo", "symbol"]).aggregate([])  # a large sweep keeps equity for its [results] only
+    present = set(zip(kept.column("combo").to_pylist(), kept.column("symbol").to_pylist(), strict=True))
+    with_equity = [c for c in curves if (c.combo, c.symbol) in present]
+    drawn, left, selection = choose_curves(with_equity, max_lines)
+    if len(with_equity) < len(curves):
+        selection += f" (equity kept for {len(with_equity)} of {len(curves)} by the spec's [results])"
     symbols = sorted({c.symbol for c in drawn})
     colour_of = {combo: i for i, combo in enumerate(sorted({c.combo for c in drawn}))}
     n = max(len(symbols), 1)
-    fig = plt.figure(figsize=(13, 1.3 + 4.6 * n), layout="constrained")
-    grid = fig.add_gridspec(2 * n, 1, height_ratios=[3, 1.3] * n)
+    rows = 3 if exposure else 2
+    fig = plt.figure(figsize=(13, 1.3 + (6.0 if exposure else 4.6) * n), layout="constrained")
+    grid = fig.add_gridspec(rows * n, 1, height_ratios=([3, 1.3, 1.3] if exposure else [3, 1.3]) * n)
     first: Axes | None = None
     for i, symbol in enumerate(symbols):
-        top = fig.add_subplot(grid[2 * i], sharex=first)
+        top = fig.add_subplot(grid[rows * i], sharex=first)
         first = first or top
-        bottom = fig.add_subplot(grid[2 * i + 1], sharex=first)
+        bottom = fig.add_subplot(grid[rows * i + 1], sharex=first)
+        under = fig.add_subplot(grid[rows * i + 2], sharex=first) if exposure else None
         mask = pc.equal(eq.column("symbol"), symbol)
         part = eq.filter(mask)
         mine = sorted((c for c in drawn if c.symbol == symbol), key=_rank_key)
@@ -380,6 +390,15 @@ def _plot_backtest(
             style = _style(colour_of[c.combo])
             top.plot(ts, values, linewidth=1.2, label=c.legend(width, twin), **style)
             bottom.plot(ts, _drawdown(values), linewidth=0.9, **style)
+            if under is not None:
+                under.plot(ts, one.column("gross_exposure").to_numpy(), linewidth=0.9, **style)
+                under.plot(ts, one.column("net_exposure").to_numpy(), linewidth=0.9, alpha=0.6, **style)
+        if under is not None:
+            under.set_ylabel("exposure\n(gross, net)")
+            _percent_axis(under)
+            under.grid(alpha=0.3)
+            bottom.tick_params(labelbottom=False)
+        last = under if under is not None else bottom
         shown = sum(c.symbol == symbol for c in drawn)
         total = sum(c.symbol == symbol for c in curves)
         top.set_title(f"{symbol_label(symbol)}: equity ({shown} of {total} curves)", loc="left", fontsize=10)
@@ -391,9 +410,9 @@ def _plot_backtest(
         bottom.grid(alpha=0.3)
         top.tick_params(labelbottom=False)
         if i < n - 1:
-            bottom.tick_params(labelbottom=False)
+            last.tick_params(labelbottom=False)
         else:
-            _time_axis(bottom, ts)
+            _time_axis(last, ts)
         _legend(top, "combination, total return, Sharpe (best first)")
     title = textwrap.fill(f"{exp.name} (run {run.id[:8]}): {_fixed_text(exp)}", 150)
     fig.suptitle(title, fontsize=11)

@@ -570,8 +570,13 @@ def equity_data(ui: UI, request: Request) -> Response:
     part = table.filter(pc.equal(table.column("symbol"), symbol))
     if not combos:
         metrics = ui.tables.rows(lake, run.results["metrics"]) if "metrics" in run.results else []
+        kept = set(pc.unique(part.column("combo")).to_pylist())  # a large sweep keeps equity for [results] only
         ranked = sorted(
-            (m for m in metrics if m.get("symbol") == symbol and _finite(m.get("total_return"))),
+            (
+                m
+                for m in metrics
+                if m.get("symbol") == symbol and m.get("combo") in kept and _finite(m.get("total_return"))
+            ),
             key=lambda m: -float(m["total_return"]),
         )
         combos = [int(m["combo"]) for m in ranked[:5]]

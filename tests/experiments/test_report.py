@@ -194,3 +194,24 @@ def test_a_table_wider_than_the_terminal_is_shown_whole_one_row_per_block(rlake)
     for name in names:  # every column name in full, at the start of its own line, in each row's block
         assert len(re.findall(rf"^{name}\s", r.stdout, flags=re.M)) == 2
     assert re.search(r"^row 1 ─+$", r.stdout, flags=re.M) and re.search(r"^final_equity\s+\d+\.\d+", r.stdout, re.M)
+
+
+def test_a_large_sweep_plots_the_curves_it_kept_and_says_how_many(rlake, tmp_path):
+    spec = SWEEP.replace('name = "sweep"', 'name = "large"').replace(
+        "fast = [5, 10, 20]\nslow = [30, 60, 90]",
+        "fast = [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]\nslow = [20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40]",
+    )
+    create(rlake, parse_spec(spec + "[results]\nbest = 2\n"))
+    execute(rlake, "large")
+    report = plot(rlake, "large", str(tmp_path / "large.png"))
+    kept = 2 * len({c.symbol for c in report.drawn})
+    assert len(report.drawn) == kept and (tmp_path / "large.png").stat().st_size > 10_000
+    assert f"equity kept for {kept} of {121 * kept // 2} by the spec's [results]" in report.selection
+
+
+def test_a_portfolio_plots_its_exposure(rlake, tmp_path):
+    spec = 'name = "mom"\nkind = "backtest"\n[inputs]\nohlcv = ["px"]\n[strategy]\nname = "xs_momentum"\n'
+    create(rlake, parse_spec(spec + "every = 24\n[sweep]\nlookback = [10, 30]\n"))
+    execute(rlake, "mom")
+    report = plot(rlake, "mom", str(tmp_path / "mom.png"))
+    assert [c.symbol for c in report.drawn] == ["*", "*"] and (tmp_path / "mom.png").stat().st_size > 10_000
