@@ -263,13 +263,20 @@ def used_indicators(plugin: Plugin) -> list[Plugin]:
 # -- the look-ahead guard --------------------------------------------------------------------------------
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> int | None:
-    """The first index where ``a`` and ``b`` differ (NaN equals NaN), or None."""
+def _same(a: np.ndarray, b: np.ndarray) -> tuple[int, ...] | None:
+    """The first index where ``a`` and ``b`` differ (NaN equals NaN), or None: (bar,) for one value per bar,
+    (bar, symbol) for a portfolio's weights."""
     import numpy as np
 
     diff = ~((a == b) | (np.isnan(a) & np.isnan(b)))
-    idx = np.flatnonzero(diff)
-    return int(idx[0]) if idx.size else None
+    idx = np.argwhere(diff)
+    return tuple(int(x) for x in idx[0]) if idx.size else None
+
+
+def _at(at: tuple[int, ...], bars: Any) -> str:
+    if len(at) == 1:
+        return f"bar {at[0]}"
+    return f"bar {at[0]}, symbol {bars.symbols[at[1]]!r}"
 
 
 def cuts(n: int) -> list[int]:
@@ -280,28 +287,35 @@ def cuts(n: int) -> list[int]:
 
 
 def guard(plugin: Plugin, bars: Any, values: Mapping[str, Any], full: np.ndarray, label: str) -> dict[str, Any]:
-    """Check ``plugin`` for look-ahead on ``bars``: at each cut, its output on the bars up to the cut equals
-    ``full`` (the run's output) up to that cut, and two calls on the same bars agree."""
-    from artifact_lake.sim.plugins import check_output, combo_label
+    """Check ``plugin`` for look-ahead on ``bars`` (a ``sim.Bars``, or a ``sim.Panel`` for a portfolio
+    strategy): at each cut, its output on the bars up to the cut equals ``full`` (the run's output) up to that
+    cut, and two calls on the same bars agree."""
+    from artifact_lake.sim.plugins import check_output, check_weights, combo_label
+
+    def checked(part: Any) -> np.ndarray:
+        out = plugin(part, values)
+        if plugin.kind == "portfolio_strategy":
+            return check_weights(plugin, out, part.shape, values)
+        return check_output(plugin, out, len(part), values)
 
     where = f"{plugin.kind} {plugin.name!r} ({combo_label(plugin.bind(values))}{label})"
     points = cuts(len(bars))
     for c in points:
         part = bars.slice(0, c)
-        first = check_output(plugin, plugin(part, values), c, values)
+        first = checked(part)
         at = _same(first, full[:c])
         if at is not None:
             raise LookAhead(
-                f"look-ahead: {where}: bar {at} is {full[at]!r} on all bars but {first[at]!r} on the first {c}"
-                " (its value depends on later bars)"
+                f"look-ahead: {where}: {_at(at, bars)} is {full[at]!r} on all bars but {first[at]!r} on the first"
+                f" {c} (its value depends on later bars)"
             )
         if c == points[-1]:
-            again = check_output(plugin, plugin(part, values), c, values)
+            again = checked(part)
             at = _same(first, again)
             if at is not None:
                 raise LookAhead(
-                    f"nondeterministic: {where}: bar {at} is {first[at]!r} then {again[at]!r} on two calls with the"
-                    " same bars (unseeded randomness or global state)"
+                    f"nondeterministic: {where}: {_at(at, bars)} is {first[at]!r} then {again[at]!r} on two calls"
+                    " with the same bars (unseeded randomness or global state)"
                 )
     return {"cuts": points, "deterministic": True}
 

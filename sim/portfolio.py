@@ -67,6 +67,12 @@ class Panel:
         out: np.ndarray = c[idx, np.arange(c.shape[1])]
         return out
 
+    def slice(self, start: int, stop: int) -> Panel:
+        """Bars ``start`` up to (not including) ``stop`` of every symbol."""
+        rows = slice(start, stop)
+        arrays = {f: np.ascontiguousarray(getattr(self, f)[rows]) for f in _FIELDS}
+        return Panel(self.ts[rows], self.symbols, mask=np.ascontiguousarray(self.mask[rows]), **arrays)
+
     def bars(self, symbol: str) -> Bars:
         """One symbol's real bars (missing ones left out)."""
         j = self.symbols.index(symbol)
@@ -155,17 +161,16 @@ class PortfolioResult:
         }
 
 
-def _weights(panel: Panel, weights: Any, direction: str) -> np.ndarray:
+def _weights(panel: Panel, weights: Any, direction: str) -> tuple[np.ndarray, int]:
     w = np.ascontiguousarray(weights, dtype=np.float64)
     if w.shape != panel.shape:
         raise ValueError(f"weights have shape {w.shape}, the panel {panel.shape} (bars, symbols)")
-    if np.isinf(w).any():
-        i, j = (int(x) for x in np.argwhere(np.isinf(w))[0])
+    rows, i, j, why = PK.scan_weights_nb(w, direction == "long")  # one pass, no temporary arrays
+    if why == 1:
         raise ValueError(f"weights[{i}, {j}] is infinite (NaN leaves a symbol as it is)")
-    if direction == "long" and (w < 0).any():
-        i, j = (int(x) for x in np.argwhere(w < 0)[0])
+    if why == 2:
         raise ValueError(f"weights[{i}, {j}] = {w[i, j]} is short but direction is 'long'")
-    return w
+    return w, int(rows)
 
 
 def run_portfolio(
@@ -193,11 +198,10 @@ def run_portfolio(
         raise ValueError(f"direction must be long or both, not {direction!r}")
     if not (isinstance(min_trade, (int, float)) and 0 <= min_trade < 1 and math.isfinite(min_trade)):
         raise ValueError(f"min_trade must be a fraction of equity in [0, 1), not {min_trade!r}")
-    w = _weights(panel, weights, direction)
+    w, rows_with_orders = _weights(panel, weights, direction)
     n, m = panel.shape
     if n == 0:
         raise ValueError("the panel has no bars")
-    rows_with_orders = int(PK.order_rows_nb(w))
     fills = np.zeros(rows_with_orders * m + m, dtype=fill_dt)  # one fill per symbol and rebalance, + bankrupt
     equity, cash, gross, net = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     positions = np.empty((n, m))
@@ -229,4 +233,6 @@ def run_portfolio(
     )
     metrics = summarize(raw, panel.ts, ex.cash, ex.periods_per_year)
     metrics |= dict(zip(PORTFOLIO_METRIC_NAMES, (float(v) for v in extra), strict=True))
-    return PortfolioResult(panel, equity, cash, positions, gross, net, fills[:n_f].copy(), metrics, int(status))
+    # the fills buffer is sized for a fill per symbol at every rebalance; keep a view unless most of it is unused
+    kept = fills[:n_f] if 2 * n_f >= fills.shape[0] else fills[:n_f].copy()
+    return PortfolioResult(panel, equity, cash, positions, gross, net, kept, metrics, int(status))

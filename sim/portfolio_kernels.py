@@ -293,13 +293,24 @@ def simulate_portfolio_nb(
 
 
 @njit(cache=True)
-def order_rows_nb(weights):
-    """How many rows of ``weights`` hold an order (a value that is not NaN)."""
-    c = 0
+def scan_weights_nb(weights, long_only):
+    """One pass over ``weights``: (rows holding an order, first bad row, its column, why) where why is 0 (none),
+    1 (infinite) or 2 (short while ``long_only``); a NaN is no order."""
+    rows = 0
     for r in range(weights.shape[0]):
-        if _has_order_nb(weights, r):
-            c += 1
-    return c
+        has = False
+        for j in range(weights.shape[1]):
+            v = weights[r, j]
+            if math.isnan(v):
+                continue
+            has = True
+            if math.isinf(v):
+                return rows, r, j, 1
+            if long_only and v < 0.0:
+                return rows, r, j, 2
+        if has:
+            rows += 1
+    return rows, -1, -1, 0
 
 
 @njit(cache=True)
