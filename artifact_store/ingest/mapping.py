@@ -104,18 +104,41 @@ def order_key(schema: Schema) -> list[str]:
     return []
 
 
+def _in_order(table: pa.Table, key: list[str]) -> bool:
+    """Whether ``table``'s rows already are in ``key`` order (equal keys allowed), without sorting: each row's
+    key compared with the one before, column by column (a later column decides only where earlier ones tie)."""
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    tied = None
+    for k in key:
+        col = table.column(k)
+        if col.null_count:
+            return False  # nulls sort last: let the sort place them
+        nxt, prev = col.slice(1), col.slice(0, n - 1)
+        down = pc.less(nxt, prev)
+        if tied is not None:
+            down = pc.and_(tied, down)
+        if pc.any(down).as_py():
+            return False
+        eq = pc.equal(nxt, prev)
+        tied = eq if tied is None else pc.and_(tied, eq)
+    return True
+
+
 def order_rows(table: pa.Table, key: list[str], where: str) -> Ordered:
     """Sort ``table`` stably by ``key`` when it is out of order, collapse exact duplicates, refuse conflicting ones."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if not key or any(k not in table.column_names for k in key) or table.num_rows < 2:
         return Ordered(table, 0, False)
-    rows = pa.array(range(table.num_rows), pa.int64())
-    with_row = table.append_column("__row", rows)
-    order = pc.sort_indices(with_row, sort_keys=[*[(k, "ascending") for k in key], ("__row", "ascending")])
-    reordered = not pc.all(pc.equal(order, rows)).as_py()
+    rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
+    reordered = not _in_order(table, key)  # one pass over the key columns; files are mostly in order already
     if reordered:
+        with_row = table.append_column("__row", rows)
+        order = pc.sort_indices(with_row, sort_keys=[*[(k, "ascending") for k in key], ("__row", "ascending")])
         table = table.take(order)
     source_rows = order if reordered else rows
     same = None
