@@ -26,7 +26,6 @@ its ``struct<key, value>`` entries, a fixed-size list as a list, a null-typed co
 from __future__ import annotations
 
 import json
-import mmap
 import os
 from typing import TYPE_CHECKING
 
@@ -39,20 +38,26 @@ if TYPE_CHECKING:
 
 FORMAT = "artifact-lake/1"
 _THREADS = blake3.blake3.AUTO
+_BLOCK = 1 << 20
 
 
 def _hasher() -> blake3.blake3:
     return blake3.blake3(max_threads=_THREADS)
 
 
-def file_hash(path: str | os.PathLike[str]) -> str:
-    """blake3 of a file's bytes, read through mmap and hashed on every core."""
+def file_hash(path: str | os.PathLike[str] | int) -> str:
+    """blake3 of a file's bytes (a path, or an open fd read from its current offset, left open), read in
+    1 MiB blocks (hashed on every core) into one reused buffer.
+
+    Not through a memory map: the pages of a mapped file count in the process's resident memory, and a
+    publish must not grow with the file (as fast: 0.12 s against 0.16 s for 367 MB from the page cache).
+    """
     h = _hasher()
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size:
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-                h.update(m)
+    buf = bytearray(_BLOCK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0, closefd=not isinstance(path, int)) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
     return h.hexdigest()
 
 
@@ -190,17 +195,44 @@ def column_digest(column: pa.ChunkedArray, name: str = "") -> str:
     return h.digest()
 
 
+class ContentHasher:
+    """The artifact id of a conformed table fed part after part (tables or record batches, in row order).
+
+    ``content_id`` is this hasher fed the whole table, so any split of the same rows gives the same id.
+    """
+
+    def __init__(self, schema: pa.Schema, type_name: str, schema_version: int) -> None:
+        self.schema = schema
+        self.type_name = type_name
+        self.schema_version = schema_version
+        self.rows = 0
+        self._columns = [_ColumnHasher(field.type, field.name) for field in schema]
+
+    def feed(self, part: pa.Table | pa.RecordBatch) -> None:
+        """Hash the next rows; ``part`` has this hasher's column names and types, in order."""
+        import pyarrow as pa
+
+        if part.schema.names != self.schema.names or part.schema.types != self.schema.types:
+            raise ValueError(f"a part of schema {part.schema} fed to a hasher of {self.schema}")
+        for hasher, column in zip(self._columns, part.columns, strict=True):
+            for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+                hasher.feed(chunk)
+        self.rows += part.num_rows
+
+    def hexdigest(self) -> str:
+        columns = [[h.name, type_text(h.type), h.digest()] for h in self._columns]
+        header = {
+            "format": FORMAT,
+            "type": self.type_name,
+            "schema_version": self.schema_version,
+            "rows": self.rows,
+            "columns": columns,
+        }
+        return blake3.blake3(json.dumps(header, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def content_id(table: pa.Table, type_name: str, schema_version: int) -> str:
     """The artifact id of a conformed table (see the module docstring)."""
-    columns = [
-        [field.name, type_text(field.type), column_digest(table.column(i), field.name)]
-        for i, field in enumerate(table.schema)
-    ]
-    header = {
-        "format": FORMAT,
-        "type": type_name,
-        "schema_version": schema_version,
-        "rows": table.num_rows,
-        "columns": columns,
-    }
-    return blake3.blake3(json.dumps(header, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    hasher = ContentHasher(table.schema, type_name, schema_version)
+    hasher.feed(table)
+    return hasher.hexdigest()

@@ -2,8 +2,9 @@
 
 Invariants:
 * ``objects/<2 hex>/<64 hex>.parquet`` holds the artifact whose id is the file name; it is written once,
-  by :func:`write_canonical` with fixed settings, made read-only and never rewritten (a publish of the same
-  content restores a missing or changed one).
+  with fixed settings (:func:`write_canonical`, or ``_stream``'s writer, which writes the same bytes), or is
+  an input file's own bytes when those already are canonical (``_stream.kept_as_is``); it is made read-only
+  and never rewritten (a publish of the same content restores a missing or changed one).
 * A staged file lives in ``tmp/`` as ``<pid>-<16 hex><suffix>`` and is locked (``flock``) by the process
   writing it for as long as it lives. It is created under a hidden name (``.<pid>-<16 hex>.new``), locked,
   and only then renamed to its staging name, so nobody ever sees an unlocked staging file of a live writer.
@@ -42,9 +43,10 @@ OBJECT_SUFFIX = ".parquet"
 # pages only for strings and binaries (trying them on high-cardinality numbers costs time and saves
 # nothing); floats use BYTE_STREAM_SPLIT, which makes them compress better and faster under zstd.
 # Measured on 2M OHLCV rows: 0.24 s and 71.6 MB versus 0.44 s and 80.0 MB for pyarrow's defaults.
+ROW_GROUP_ROWS = 1 << 20
 WRITER_SETTINGS = {
     "compression": "zstd",
-    "row_group_size": 1 << 20,
+    "row_group_size": ROW_GROUP_ROWS,
     "write_statistics": True,
     "version": "2.6",
 }
@@ -56,6 +58,18 @@ def _encodings(schema: pa.Schema) -> dict[str, list[str]]:
     strings = [f.name for f in schema if pt.is_string(f.type) or pt.is_binary(f.type)]
     floats = [f.name for f in schema if pt.is_floating(f.type)]
     return {"use_dictionary": strings, "use_byte_stream_split": floats}
+
+
+def parquet_options(schema: pa.Schema) -> dict[str, object]:
+    """Keyword arguments of ``pq.ParquetWriter`` for an object of ``schema`` (all settings but the row-group
+    size, which its ``write_table`` takes)."""
+    options: dict[str, object] = {k: v for k, v in WRITER_SETTINGS.items() if k != "row_group_size"}
+    return options | _encodings(schema)
+
+
+def lake_metadata(type_name: str, schema_version: int) -> dict[bytes, bytes]:
+    """The schema metadata of every object the lake writes."""
+    return {b"artifact_lake.type": type_name.encode(), b"artifact_lake.schema_version": str(schema_version).encode()}
 
 
 # Names the lake makes, and so the only names maintenance ever removes.
@@ -443,7 +457,7 @@ def write_canonical(table: pa.Table, staged: Staged, type_name: str, schema_vers
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    meta = {b"artifact_lake.type": type_name.encode(), b"artifact_lake.schema_version": str(schema_version).encode()}
+    meta = lake_metadata(type_name, schema_version)
     if any(not f.nullable and table.column(i).null_count for i, f in enumerate(table.schema)):
         relaxed = pa.schema([f.with_nullable(True) for f in table.schema])
         table = pa.Table.from_arrays(table.columns, schema=relaxed)

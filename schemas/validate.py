@@ -326,9 +326,11 @@ class Violation:
     other: str | None = None
     """Second column shown in messages (``compare`` checks)."""
 
-    def describe(self, table: pa.Table, row: int) -> str:
+    def describe(self, table: pa.Table, row: int, offset: int = 0) -> str:
+        """The bad ``row`` of ``table`` in words; ``offset`` is the table's first row in its file (a batch of a
+        file read in parts names the row of the file)."""
         value = _show(table.column(self.column)[row].as_py())
-        text = f"column {self.column!r}, row {row}: value {value} breaks {self.reason}"
+        text = f"column {self.column!r}, row {row + offset}: value {value} breaks {self.reason}"
         if self.other is not None:
             text += f" ({self.other} is {_show(table.column(self.other)[row].as_py())})"
         return text
@@ -492,14 +494,23 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
     return out
 
 
-def first_error(table: pa.Table, violations: list[Violation], schema: Schema, source: str) -> ValidationError:
-    """The error for the bad row with the lowest index, counting the others."""
+def first_error(
+    table: pa.Table, violations: list[Violation], schema: Schema, source: str, *, offset: int = 0, partial: bool = False
+) -> ValidationError:
+    """The error for the bad row with the lowest index, counting the others.
+
+    ``table`` may be one batch of a file read in parts: ``offset`` is its first row in the file (messages
+    and ``row`` name rows of the file), and ``partial`` says the rest of the file was not checked, so the
+    count of other bad rows is a lower bound.
+    """
     first = min(violations, key=lambda v: int(v.rows[0]))
     row = int(first.rows[0])
     total = sum(len(v.rows) for v in violations)
-    more = f" ({total - 1} more bad row(s))" if total > 1 else ""
+    more = f" ({'at least ' if partial else ''}{total - 1} more bad row(s))" if total > 1 else ""
     return ValidationError(
-        f"{source}: type {schema.name!r}: {first.describe(table, row)}{more}", column=first.column, row=row
+        f"{source}: type {schema.name!r}: {first.describe(table, row, offset)}{more}",
+        column=first.column,
+        row=row + offset,
     )
 
 
