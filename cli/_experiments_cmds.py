@@ -214,17 +214,39 @@ def exp_create_cmd(
 @experiments.command("execute")
 @click.argument("ref")
 @click.option("--force", is_flag=True, help="Run again even if a run of this code already succeeded.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where a sweep's chunks run: this process, or Ray tasks (extra `ray`); the results are the same.",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    metavar="ADDR",
+    help="The Ray cluster (auto, HOST:PORT, ray://HOST:PORT); default: a new local cluster, or $RAY_ADDRESS.",
+)
 @json_option
 @click.pass_context
-def exp_execute_cmd(ctx: click.Context, ref: str, force: bool, as_json: bool) -> None:
-    """Run an experiment: verify inputs, project, simulate, publish results with lineage."""
+def exp_execute_cmd(
+    ctx: click.Context, ref: str, force: bool, executor: str, ray_address: str | None, as_json: bool
+) -> None:
+    """Run an experiment: verify inputs, project, simulate, publish results with lineage.
+
+    With --executor ray the chunks of a sweep run as tasks on a Ray cluster and the driver (this command)
+    stages, selects, checks and publishes them: the same artifact ids as a local run (docs/scale-out.md).
+    """
+    from artifact_lake.experiments.ray_executor import check_executor
+
+    check_executor(executor, ray_address)  # without the extra: one line, before any plugin or lake is opened
     use_plugins(ctx)
     from artifact_lake.cli._render import emit_json, progress_bar, run_summary
     from artifact_lake.experiments import execute
 
     lk = open_lake(ctx)
     with progress_bar(enabled=not as_json) as progress:
-        run = execute(lk, ref, force=force, progress=progress)
+        run = execute(lk, ref, force=force, progress=progress, executor=executor, ray_address=ray_address)
     if as_json:
         emit_json(
             {
@@ -235,10 +257,15 @@ def exp_execute_cmd(ctx: click.Context, ref: str, force: bool, as_json: bool) ->
                 "results": run.results,
                 "duration": run.duration,
                 "timings": run.timings,
+                "executor": run.checks.get("sweep", {}).get("executor") or run.checks.get("executor"),
             }
         )
     else:
         run_summary(lk, run)
+        ran = run.checks.get("sweep", {}).get("executor") or run.checks.get("executor")
+        if executor == "ray" and ran and not run.reused:
+            where = f" on {ran['nodes']} node(s), {ran['cpus']} CPUs" if "nodes" in ran else ""
+            click.echo(f"executor: {ran['name']}, {ran.get('tasks', 0)} chunk task(s){where}", err=True)
 
 
 @experiments.command("list")

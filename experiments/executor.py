@@ -30,6 +30,7 @@ from . import plugins, tracker
 from ._freeze import freeze
 from ._inputs import verify_inputs
 from .errors import SimError
+from .ray_executor import ExecutorError, open_executor
 from .runners import Progress, Runner, runner_for
 from .spec import ExperimentSpec
 
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from artifact_lake.projections import Lake
+
+    from .ray_executor import RayExecutor
 
 RESULT_TYPES = {
     "trades": "trades",
@@ -70,9 +73,11 @@ def compute(
     *,
     resume: bool = False,
     timings: dict[str, float] | None = None,
+    executor: RayExecutor | None = None,
 ) -> Computed:
     """Every result table of ``spec`` (nothing is published). With ``resume`` a sweep stages its chunks under
-    the lake's tmp/ and reuses the chunks an interrupted run of the same spec and code left there.
+    the lake's tmp/ and reuses the chunks an interrupted run of the same spec and code left there. With an
+    ``executor`` (:func:`ray_executor.open_executor`) a sweep's chunks run there; the tables are the same.
 
     ``timings`` (new when None) gets a wall time per phase: ``imports`` (the simulator's modules and numba's
     start-up, paid once a process), ``verify``, then the runner's own (``load``, ``signals``, ``simulate``...)."""
@@ -88,7 +93,7 @@ def compute(
     t0 = time.perf_counter()
     verify_inputs(lake, spec)
     timings["verify"] = time.perf_counter() - t0
-    out = runner_for(spec).compute(lake, spec, progress, timings, resume=resume)
+    out = runner_for(spec).compute(lake, spec, progress, timings, resume=resume, executor=executor)
     return Computed(out.tables, timings, out.code, out.checks, out.cleanup)
 
 
@@ -115,15 +120,45 @@ def current_plugin_hashes(spec: ExperimentSpec) -> dict[str, str]:
     return {p.name: plugins.closure(p).hash for p in runner_for(spec).user_plugins(spec)}
 
 
-def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | None = None) -> tracker.Run:
+def execute(
+    lake: Lake,
+    ref: str,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+) -> tracker.Run:
     """Run experiment ``ref`` and publish its results; reuse a succeeded run of the same code unless ``force``.
 
     The results and the run's ``succeeded`` status commit in one transaction: a run that fails, runs out of
     disk or is killed publishes none of them (a killed one shows as ``interrupted``).
+
+    ``executor="ray"`` runs a sweep's chunks as Ray tasks (a new local cluster, or the one at ``ray_address``:
+    ``auto``, ``HOST:PORT``, ``ray://HOST:PORT``; see docs/scale-out.md). The executor is no part of the
+    experiment's identity: the same spec, inputs and code publish the same ids with either one, and a run of
+    either is reused by the other.
     """
     entered = time.perf_counter()
+    pool = open_executor(executor, ray_address)  # before any work: without the extra, the lake stays unchanged
+    try:
+        return _execute(lake, ref, force, progress, pool, entered)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _execute(
+    lake: Lake, ref: str, force: bool, progress: Progress | None, pool: RayExecutor | None, entered: float
+) -> tracker.Run:
     events = openlineage.run_events(lake)  # before any work: configured without the extra, the lake stays unchanged
     exp = tracker.get_experiment(lake.db, ref)
+    runner = runner_for(exp.spec)
+    if pool is not None and pool.name not in runner.executors:
+        raise ExecutorError(
+            f"--executor {pool.name}: a {runner.name} run runs only locally (the ray executor ships the chunks"
+            " of a signal strategy's sweep; see docs/scale-out.md)"
+        )
     if not force:
         hashes = current_plugin_hashes(exp.spec)
         for run in tracker.runs_of(lake.db, exp.id):
@@ -135,7 +170,6 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
                 )
                 if present:
                     return tracker.Run(**{**run.to_dict(), "reused": True})
-    runner = runner_for(exp.spec)
     runner.precheck(lake, exp.spec)
     lake.require_writable("experiments execute")
     device = runner.device(exp.spec)
@@ -146,7 +180,7 @@ def execute(lake: Lake, ref: str, *, force: bool = False, progress: Progress | N
         started = entered  # the run's duration is the whole call's, and its timings account for it
         timings = {"prepare": time.perf_counter() - entered}
         try:
-            computed = compute(lake, exp.spec, progress, resume=True, timings=timings)
+            computed = compute(lake, exp.spec, progress, resume=True, timings=timings, executor=pool)
             done = _publish(lake, exp, run.id, computed, runner, started)
         except LakeError as exc:
             tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started, error=str(exc))

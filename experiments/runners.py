@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from artifact_lake.projections import Lake
     from artifact_lake.sim.plugins import Plugin
 
+    from .ray_executor import RayExecutor
     from .spec import ExperimentSpec
 
 Progress = Callable[[int, int, str], None]
@@ -68,6 +69,8 @@ class Runner(Protocol):
     """One kind of work. Runners are stateless: every method takes the frozen spec."""
 
     name: str
+    executors: tuple[str, ...]
+    """The executors it can run on (``local``; ``ray`` where its work is chunks a cluster can take)."""
 
     def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
         """The user plugins (not built-ins) ``spec`` runs, as registered now: their code hashes decide reuse."""
@@ -93,16 +96,19 @@ class Runner(Protocol):
         timings: dict[str, float],
         *,
         resume: bool = False,
+        executor: RayExecutor | None = None,
     ) -> Output:
         """Every result table of ``spec`` from its verified inputs; adds its phases to ``timings``. With
-        ``resume`` a sweep stages its chunks and reuses those an interrupted run of the same code staged."""
+        ``resume`` a sweep stages its chunks and reuses those an interrupted run of the same code staged; with
+        an ``executor`` (one of :attr:`executors`) its chunks run there (None: in this process)."""
         ...
 
 
 class _Base:
-    """Defaults: no user plugins, nothing to precheck, the CPU, no extra meta."""
+    """Defaults: no user plugins, nothing to precheck, the CPU, no extra meta, only the local executor."""
 
     name = "base"
+    executors: tuple[str, ...] = ("local",)
 
     def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
         return []
@@ -122,6 +128,7 @@ class SignalBacktest(_Base):
     the output contract and the look-ahead guard, and their code closures are returned for publishing."""
 
     name = "signal"
+    executors: tuple[str, ...] = ("local", "ray")  # the metrics pass of a chunked sweep (every [results] = best sweep)
 
     def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
         plugin = signal_plugin(spec.doc["strategy"]["name"])
@@ -135,6 +142,7 @@ class SignalBacktest(_Base):
         timings: dict[str, float],
         *,
         resume: bool = False,
+        executor: RayExecutor | None = None,
     ) -> Output:
         t0 = time.perf_counter()
         bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
@@ -148,8 +156,12 @@ class SignalBacktest(_Base):
         cleanup = None
         if keep.equity == "all":
             tables = signal_backtests(spec, bars, progress, timings, combos)
+            if executor is not None:  # every combination keeps per-bar outputs: no chunks to ship
+                checks["executor"] = {"name": "local", "requested": executor.name, "why": "no chunked sweep"}
         else:
-            tables, checks["sweep"], cleanup = _best_of_sweep(lake, spec, bars, keep, combos, progress, timings, resume)
+            tables, checks["sweep"], cleanup = _best_of_sweep(
+                lake, spec, bars, keep, combos, progress, timings, resume, executor
+            )
         timings["signals"] = combos.signal_seconds
         if keep.equity == "all":  # the simulate phase timed each whole run: orders and guard are their own phases
             timings["simulate"] -= combos.signal_seconds + combos.log.seconds
@@ -175,6 +187,7 @@ class PolicyBacktest(_Base):
         timings: dict[str, float],
         *,
         resume: bool = False,
+        executor: RayExecutor | None = None,
     ) -> Output:
         t0 = time.perf_counter()
         bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
@@ -196,6 +209,7 @@ class AlertReplay(_Base):
         timings: dict[str, float],
         *,
         resume: bool = False,
+        executor: RayExecutor | None = None,
     ) -> Output:
         return Output(_alert_replay_tables(lake, spec, progress, timings))
 
@@ -203,8 +217,8 @@ class AlertReplay(_Base):
 class PortfolioBacktest(_Base):
     """A registered portfolio strategy (``@portfolio_strategy``) over every symbol of the inputs as one
     :class:`sim.Panel` with one cash account, per combination; ``[portfolio]`` sets direction and min_trade.
-    User plugins are held to the weights contract (``check_weights``) and their code closures are returned;
-    the look-ahead guard does not run on portfolio plugins (it slices single-symbol bars)."""
+    User plugins are held to the weights contract (``check_weights``) and the look-ahead guard (their weights
+    on the panel cut at a few bars equal the full run's up to the cut), and their code closures are returned."""
 
     name = "portfolio"
 
@@ -226,13 +240,19 @@ class PortfolioBacktest(_Base):
         timings: dict[str, float],
         *,
         resume: bool = False,
+        executor: RayExecutor | None = None,
     ) -> Output:
         plugin = self._plugin(spec)
         t0 = time.perf_counter()
         bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
         timings["load"] = time.perf_counter() - t0
         code = {} if plugin.builtin else {plugin.name: plugins.closure(plugin)}
-        return Output(_portfolio_tables(lake, spec, plugin, bars, progress, timings), code)
+        log = None if plugin.builtin else plugins.GuardLog()
+        tables = _portfolio_tables(lake, spec, plugin, bars, progress, timings, log)
+        if log is not None:
+            timings["lookahead_guard"] = log.seconds
+            timings["weights"] -= log.seconds
+        return Output(tables, code, log.to_dict() if log is not None else {})
 
 
 class Training(_Base):
@@ -261,6 +281,7 @@ class Training(_Base):
         timings: dict[str, float],
         *,
         resume: bool = False,
+        executor: RayExecutor | None = None,
     ) -> Output:
         used = self.user_plugins(spec)
         code = {p.name: plugins.closure(p) for p in used}
@@ -332,16 +353,9 @@ class _SignalCombos:
 
     def guard_one(self, symbol: str, b: Any, values: dict[str, Any], out: np.ndarray, *, first_of_symbol: bool) -> None:
         """The look-ahead guard on one combination's orders (and, once per symbol, on the user indicators)."""
-        from artifact_lake.sim.plugins import check_output
-
-        t0 = time.perf_counter()
-        report = plugins.guard(self.plugin, b, values, out, f"; {symbol}")
-        self.log.add(self.plugin.name, len(report["cuts"]))
-        if first_of_symbol:
-            for ind in self.indicators:
-                full = check_output(ind, ind(b, {}), len(b), {})
-                self.log.add(ind.name, len(plugins.guard(ind, b, {}, full, f"; {symbol}")["cuts"]))
-        self.log.seconds += time.perf_counter() - t0
+        sweep.guard_orders(
+            self.plugin, self.indicators, self.log, symbol, b, values, out, first_of_symbol=first_of_symbol
+        )
 
     def rerun(self, combo: dict[str, Any], symbol: str, b: Any) -> Any:
         """One combination alone with per-bar outputs (already checked and guarded in the sweep's pass)."""
@@ -383,10 +397,12 @@ def _best_of_sweep(
     progress: Progress | None,
     timings: dict[str, float],
     resume: bool,
+    executor: RayExecutor | None = None,
 ) -> tuple[dict[str, pa.Table], dict[str, Any], Callable[[], None] | None]:
-    """Metrics of every combination (chunked, staged, resumable), then equity and trades of the selection,
-    run again alone; their metrics must equal the sweep's (else the plugin is not deterministic)."""
-    swept = sweep.ChunkedSweep(combos, spec, bars, timings)
+    """Metrics of every combination (chunked, staged, resumable; on ``executor`` when there is one), then
+    equity and trades of the selection, run again alone here; their metrics must equal the sweep's (else the
+    plugin is not deterministic)."""
+    swept = sweep.ChunkedSweep(combos, spec, bars, timings, executor)
     rows, info, stage = swept.metrics(lake, progress, resume=resume)
     t0 = time.perf_counter()
     pairs = sweep.select(rows, keep, spec)
@@ -566,9 +582,11 @@ def _portfolio_tables(
     bars: dict[str, Any],
     progress: Progress | None,
     timings: dict[str, float],
+    log: plugins.GuardLog | None,
 ) -> dict[str, pa.Table]:
-    """One portfolio per combination: fills (combo, then time, then symbol as filled), equity per bar with
-    symbol ``*`` (position = symbols held; gross and net exposure beside), metrics one row per combination."""
+    """One portfolio per combination (a user plugin's weights through the look-ahead guard): fills (combo,
+    then time, then symbol as filled), equity per bar with symbol ``*`` (position = symbols held; gross and net
+    exposure beside), metrics one row per combination."""
     import pyarrow as pa
 
     from artifact_lake import sim
@@ -593,6 +611,10 @@ def _portfolio_tables(
         try:
             t0 = time.perf_counter()
             weights = check_weights(plugin, plugin(panel, values), panel.shape, values)
+            if log is not None:
+                tg = time.perf_counter()
+                log.add(plugin.name, len(plugins.guard(plugin, panel, values, weights, "")["cuts"]))
+                log.seconds += time.perf_counter() - tg
             t1 = time.perf_counter()
             res = sim.run_portfolio(
                 panel,

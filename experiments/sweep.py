@@ -12,31 +12,42 @@ outputs, and its metrics must equal the chunk's (a determinism check).
 
 Memory is flat in the number of combinations: a chunk's orders are at most :data:`BATCH_BYTES` at a time,
 and only metrics (a row per combination and symbol) grow with the sweep.
+
+A chunk's metrics are a pure function (:func:`chunk_metrics`) of the strategy's name and code, the bars, the
+execution model, its first combination and its bound parameters: the local path runs it in this process, the
+Ray executor (:mod:`.ray_executor`) as tasks on a cluster. Either way the driver stages the chunks, selects,
+reruns the kept combinations, checks and publishes, so the results are the same whatever the executor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import plugins
 from ._tables import METRIC_COLUMNS
-from .errors import SimError
+from ._version import code_version
+from .errors import PluginError, SimError, SpecError
 from .spec import Keep
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from artifact_lake.projections import Lake
+    from artifact_lake.sim.plugins import Plugin
 
+    from .ray_executor import RayExecutor
     from .spec import ExperimentSpec
 
 CHUNK_BAR_STEPS = 200_000_000
@@ -96,6 +107,179 @@ def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.table(cols)
 
 
+@dataclass(frozen=True)
+class ChunkResult:
+    """What one chunk's computation hands back, in this process or from a Ray worker."""
+
+    rows: pa.Table
+    """Metric rows of the chunk's combinations on every symbol (combination, then symbol order)."""
+    guard: dict[str, dict[str, int]]
+    """The look-ahead guard's counts per plugin (``GuardLog.checked``); empty for built-ins."""
+    seconds: dict[str, float]
+    """``signals``, ``simulate`` and ``lookahead_guard`` wall times, for the run record."""
+
+
+def chunk_metrics(
+    bars: dict[str, Any],
+    plugin: str,
+    code: Mapping[str, str],
+    execution: Any,
+    first: int,
+    chunk: list[dict[str, Any]],
+    guarded: bool,
+    version: str,
+) -> ChunkResult:
+    """The metrics of combinations ``first`` .. ``first + len(chunk) - 1`` (``chunk``: their bound parameters)
+    of strategy ``plugin`` on every symbol of ``bars``: what a Ray worker runs. A pure function of its
+    arguments and the registered code: plugins load as the driver's do (entry points, ``LAKE_PLUGINS``), and
+    the work is refused when this process runs other code than the driver recorded (``code``: the user
+    plugins' code hashes; ``version``: the lake's code version)."""
+    strategy, indicators = checked_plugins(plugin, code, version)
+    return compute_chunk(strategy, indicators, _writable(bars), execution, first, chunk, guarded)
+
+
+def checked_plugins(name: str, code: Mapping[str, str], version: str) -> tuple[Plugin, list[Plugin]]:
+    """Strategy ``name`` and the user indicators it calls, as registered in this process, refused (one line
+    naming the plugin and both hashes) when their code is not the code the driver recorded."""
+    from .strategies import signal_plugin
+
+    mine = code_version()
+    if mine != version:
+        raise PluginError(
+            f"this Ray worker runs artifact-lake code {mine}, the driver {version}: a cluster running other code"
+            " than was recorded would break reproducibility (install the same version on every node)"
+        )
+    where = f"{plugins.ENV}={os.environ.get(plugins.ENV, '')!r}"
+    try:
+        strategy = signal_plugin(name)
+    except SpecError as exc:
+        raise PluginError(f"a Ray worker cannot resolve strategy {name!r} ({where}): {exc}") from exc
+    indicators = [i for i in plugins.used_indicators(strategy) if not i.builtin]
+    here = {p.name: plugins.closure(p).hash for p in [strategy, *indicators] if not p.builtin}
+    for plugin in sorted(set(here) | set(code)):
+        if here.get(plugin) != code.get(plugin):
+            raise PluginError(
+                f"plugin {plugin!r} differs on a Ray worker: code {here.get(plugin, 'none (built-in or not used)')}"
+                f" there, {code.get(plugin, 'none (built-in or not used)')} on the driver; a cluster running other"
+                f" code than was recorded would break reproducibility (the worker loads {where})"
+            )
+    return strategy, indicators
+
+
+def _writable(bars: dict[str, Any]) -> dict[str, Any]:
+    """``bars`` with writable arrays (Ray hands a worker read-only views of its object store), so a worker
+    runs the plugin on the very kind of arrays the driver would."""
+    out = {}
+    for symbol, b in bars.items():
+        fields = [f.name for f in dataclasses.fields(b)]
+        if all(getattr(b, f).flags.writeable for f in fields):
+            out[symbol] = b
+        else:
+            out[symbol] = dataclasses.replace(b, **{f: np.array(getattr(b, f)) for f in fields})
+    return out
+
+
+def compute_chunk(
+    strategy: Plugin,
+    indicators: list[Plugin],
+    bars: dict[str, Any],
+    execution: Any,
+    first: int,
+    chunk: list[dict[str, Any]],
+    guarded: bool,
+) -> ChunkResult:
+    """Metric rows of combinations ``first`` .. ``first + len(chunk) - 1`` on every symbol: the grid kernel of
+    a built-in that has one, else each combination's checked (and, when ``guarded``, guarded) orders through
+    ``sim.run_many`` in blocks of at most :data:`BATCH_BYTES`."""
+    from artifact_lake import sim
+
+    log = plugins.GuardLog()
+    seconds = {"signals": 0.0, "simulate": 0.0}
+    grid = strategy.extra.get("grid") if strategy.builtin else None
+    per_symbol: dict[str, list[dict[str, float]]] = {}
+    for symbol, b in bars.items():
+        if grid is not None:
+            t0 = time.perf_counter()
+            try:
+                per_symbol[symbol] = grid(b, chunk, execution)
+            except (ValueError, TypeError) as exc:
+                raise SimError(f"combinations {first}..{first + len(chunk) - 1} ({symbol}): {exc}") from exc
+            seconds["simulate"] += time.perf_counter() - t0
+            continue
+        rows = max(1, min(len(chunk), BATCH_BYTES // max(8 * len(b), 1)))
+        found: list[dict[str, float]] = []
+        orders = _orders(strategy, indicators, log if guarded else None, seconds, symbol, b, first, chunk)
+        for a in range(0, len(chunk), rows):
+            k = min(rows, len(chunk) - a)
+            block = np.empty((k, len(b)))
+            for j in range(k):
+                try:
+                    block[j] = next(orders)
+                except (ValueError, TypeError) as exc:
+                    raise SimError(f"combination {first + a + j} ({symbol}): {exc}") from exc
+            t0 = time.perf_counter()
+            try:
+                found += sim.run_many(b, block, execution)
+            except ValueError as exc:
+                head, _, why = str(exc).partition(": ")  # "row j: ..." of run_many
+                raise SimError(f"combination {first + a + int(head.split()[1])} ({symbol}): {why}") from exc
+            seconds["simulate"] += time.perf_counter() - t0
+        per_symbol[symbol] = found
+    seconds["lookahead_guard"] = log.seconds
+    table = rows_table(
+        [metric_row(first + j, symbol, per_symbol[symbol][j]) for j in range(len(chunk)) for symbol in bars]
+    )
+    return ChunkResult(table, log.checked, seconds)
+
+
+def _orders(
+    strategy: Plugin,
+    indicators: list[Plugin],
+    log: plugins.GuardLog | None,
+    seconds: dict[str, float],
+    symbol: str,
+    b: Any,
+    first: int,
+    chunk: list[dict[str, Any]],
+) -> Iterator[np.ndarray]:
+    """Each combination's checked (and, with a ``log``, guarded) orders on one symbol."""
+    from artifact_lake.sim.plugins import check_output
+
+    stream = iter(strategy.sweep(b, chunk)) if strategy.sweep is not None and len(chunk) > 1 else None
+    for j, values in enumerate(chunk):
+        t0 = time.perf_counter()
+        raw = next(stream) if stream is not None else strategy(b, values)
+        out = check_output(strategy, raw, len(b), values)
+        seconds["signals"] += time.perf_counter() - t0
+        if log is not None:
+            guard_orders(strategy, indicators, log, symbol, b, values, out, first_of_symbol=first + j == 0)
+        yield out
+
+
+def guard_orders(
+    strategy: Plugin,
+    indicators: list[Plugin],
+    log: plugins.GuardLog,
+    symbol: str,
+    b: Any,
+    values: dict[str, Any],
+    out: np.ndarray,
+    *,
+    first_of_symbol: bool,
+) -> None:
+    """The look-ahead guard on one combination's orders (and, once per symbol, on the user indicators)."""
+    from artifact_lake.sim.plugins import check_output
+
+    t0 = time.perf_counter()
+    report = plugins.guard(strategy, b, values, out, f"; {symbol}")
+    log.add(strategy.name, len(report["cuts"]))
+    if first_of_symbol:
+        for ind in indicators:
+            full = check_output(ind, ind(b, {}), len(b), {})
+            log.add(ind.name, len(plugins.guard(ind, b, {}, full, f"; {symbol}")["cuts"]))
+    log.seconds += time.perf_counter() - t0
+
+
 class Stage:
     """The staged chunks of one sweep under ``tmp/sweep-<key>/`` (written by rename: a chunk file is whole
     or absent), locked while a run computes them so gc leaves them alone."""
@@ -149,8 +333,6 @@ class Stage:
 def _stage_key(spec: ExperimentSpec, code: dict[str, Any], size: int) -> str:
     import blake3
 
-    from .tracker import code_version
-
     doc = {
         "spec": spec.id,
         "code": code_version(),
@@ -161,102 +343,130 @@ def _stage_key(spec: ExperimentSpec, code: dict[str, Any], size: int) -> str:
 
 
 class ChunkedSweep:
-    """The metrics of every combination of a signal plugin's sweep, chunk by chunk (see the module doc)."""
+    """The metrics of every combination of a signal plugin's sweep, chunk by chunk (see the module doc), in
+    this process or, with a :class:`RayExecutor`, the missing chunks as Ray tasks."""
 
-    def __init__(self, combos: Any, spec: ExperimentSpec, bars: dict[str, Any], timings: dict[str, float]) -> None:
-        self.c = combos  # runners._SignalCombos: plugin, execution, guard, code
+    def __init__(
+        self,
+        combos: Any,
+        spec: ExperimentSpec,
+        bars: dict[str, Any],
+        timings: dict[str, float],
+        executor: RayExecutor | None = None,
+    ) -> None:
+        self.c = combos  # runners._SignalCombos: plugin, indicators, execution, guard, code
         self.spec = spec
         self.bars = bars
         self.timings = timings
-        self.grid = combos.plugin.extra.get("grid") if combos.plugin.builtin else None
+        self.executor = executor
 
-    def _orders(self, symbol: str, b: Any, first: int, chunk: list[dict[str, Any]]) -> Iterator[np.ndarray]:
-        """Each combination's checked (and, for user plugins, guarded) orders on one symbol."""
-        from artifact_lake.sim.plugins import check_output
-
-        c = self.c
-        stream = iter(c.plugin.sweep(b, chunk)) if c.plugin.sweep is not None and len(chunk) > 1 else None
-        for j, values in enumerate(chunk):
-            t0 = time.perf_counter()
-            raw = next(stream) if stream is not None else c.plugin(b, values)
-            out = check_output(c.plugin, raw, len(b), values)
-            c.signal_seconds += time.perf_counter() - t0
-            if c.guarded:
-                c.guard_one(symbol, b, values, out, first_of_symbol=first + j == 0)
-            yield out
-
-    def _chunk(self, first: int, chunk: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Metric rows of combinations ``first`` .. ``first + len(chunk)`` on every symbol."""
-        from artifact_lake import sim
-
-        per_symbol: dict[str, list[dict[str, float]]] = {}
-        for symbol, b in self.bars.items():
-            if self.grid is not None:
-                t0 = time.perf_counter()
-                try:
-                    per_symbol[symbol] = self.grid(b, chunk, self.c.execution)
-                except (ValueError, TypeError) as exc:
-                    raise SimError(f"combinations {first}..{first + len(chunk) - 1} ({symbol}): {exc}") from exc
-                self.timings["simulate"] = self.timings.get("simulate", 0.0) + time.perf_counter() - t0
-                continue
-            rows = max(1, min(len(chunk), BATCH_BYTES // max(8 * len(b), 1)))
-            found: list[dict[str, float]] = []
-            orders = self._orders(symbol, b, first, chunk)
-            for a in range(0, len(chunk), rows):
-                k = min(rows, len(chunk) - a)
-                block = np.empty((k, len(b)))
-                for j in range(k):
-                    try:
-                        block[j] = next(orders)
-                    except (ValueError, TypeError) as exc:
-                        raise SimError(f"combination {first + a + j} ({symbol}): {exc}") from exc
-                t0 = time.perf_counter()
-                try:
-                    found += sim.run_many(b, block, self.c.execution)
-                except ValueError as exc:
-                    head, _, why = str(exc).partition(": ")  # "row j: ..." of run_many
-                    raise SimError(f"combination {first + a + int(head.split()[1])} ({symbol}): {why}") from exc
-                self.timings["simulate"] = self.timings.get("simulate", 0.0) + time.perf_counter() - t0
-            per_symbol[symbol] = found
-        return [metric_row(first + j, symbol, per_symbol[symbol][j]) for j in range(len(chunk)) for symbol in self.bars]
+    def _merge(self, result: ChunkResult) -> None:
+        """A chunk's guard counts and times into the run's (summed over workers with Ray)."""
+        log = self.c.log
+        for name, counts in result.guard.items():
+            entry = log.checked.setdefault(name, {"combinations": 0, "cuts": 0, "determinism": 0})
+            for key, value in counts.items():
+                entry[key] = entry.get(key, 0) + value
+        log.seconds += result.seconds.get("lookahead_guard", 0.0)
+        self.c.signal_seconds += result.seconds.get("signals", 0.0)
+        self.timings["simulate"] = self.timings.get("simulate", 0.0) + result.seconds.get("simulate", 0.0)
 
     def metrics(
         self, lake: Lake, progress: Progress | None, *, resume: bool
     ) -> tuple[pa.Table, dict[str, Any], Stage | None]:
         """Metric rows of every combination and symbol (combination, then symbol order); how many chunks there
-        were and how many were reused from an interrupted run; where they are staged (with ``resume``, when
-        the sweep has more than one chunk)."""
+        were, how many were reused from an interrupted run and which executor ran the others; where they are
+        staged (with ``resume``, when the sweep has more than one chunk)."""
         import pyarrow as pa
 
         n = self.spec.n_combos
         size = chunk_size(n, self.bars)
         n_chunks = math.ceil(n / size)
         stage = Stage(lake.root, _stage_key(self.spec, self.c.code, size)) if resume and n_chunks > 1 else None
-        tables: list[pa.Table] = []
-        reused = 0
-        combos = self.spec.iter_combos()
-        staging = 0.0
-        with stage.held() if stage is not None else _nothing():
+        tables: list[pa.Table | None] = [None] * n_chunks
+        count = {"reused": 0, "done": 0, "finished": 0}
+        staging = {"seconds": 0.0}
+
+        def finish(k: int, table: pa.Table, combos: int) -> None:
+            tables[k] = table
+            count["done"] += combos
+            count["finished"] += 1
+            if progress is not None:
+                where = (
+                    f"chunk {k + 1}/{n_chunks}" if self.executor is None else f"{count['finished']}/{n_chunks} chunks"
+                )
+                progress(count["done"], n, f"combo {count['done']}/{n} ({where})")
+
+        def missing() -> Iterator[tuple[int, list[dict[str, Any]]]]:
+            """The chunks not staged yet (a staged one is taken as it is)."""
+            combos = self.spec.iter_combos()
             for k in range(n_chunks):
                 chunk = [self.c.plugin.bind(v) for v in itertools.islice(combos, size)]
                 t0 = time.perf_counter()
                 table = stage.read(k, len(chunk) * len(self.bars)) if stage is not None else None
-                staging += time.perf_counter() - t0
-                if table is not None:
-                    reused += 1
+                staging["seconds"] += time.perf_counter() - t0
+                if table is None:
+                    yield k, chunk
                 else:
-                    table = rows_table(self._chunk(k * size, chunk))
-                    if stage is not None:
-                        t0 = time.perf_counter()
-                        stage.write(k, table)
-                        staging += time.perf_counter() - t0
-                tables.append(table)
-                if progress is not None:
-                    done = k * size + len(chunk)
-                    progress(done, n, f"combo {done}/{n} (chunk {k + 1}/{n_chunks})")
-        self.timings["stage"] = staging
-        info: dict[str, Any] = {"chunks": n_chunks, "reused": reused, "chunk_combinations": size}
+                    count["reused"] += 1
+                    finish(k, table, len(chunk))
+
+        def computed(k: int, result: ChunkResult, combos: int) -> None:
+            self._merge(result)
+            if stage is not None:
+                t0 = time.perf_counter()
+                stage.write(k, result.rows)
+                staging["seconds"] += time.perf_counter() - t0
+            finish(k, result.rows, combos)
+
+        with stage.held() if stage is not None else _nothing():
+            if self.executor is None:
+                c = self.c
+                for k, chunk in missing():
+                    computed(
+                        k,
+                        compute_chunk(c.plugin, c.indicators, self.bars, c.execution, k * size, chunk, c.guarded),
+                        len(chunk),
+                    )
+                executor: dict[str, Any] = {"name": "local"}
+            else:
+                executor = self._remote(missing(), size, computed)
+        self.timings["stage"] = staging["seconds"]
+        info: dict[str, Any] = {
+            "chunks": n_chunks,
+            "reused": count["reused"],
+            "chunk_combinations": size,
+            "executor": executor,
+        }
         return pa.concat_tables(tables), info, stage
+
+    def _remote(
+        self,
+        todo: Iterator[tuple[int, list[dict[str, Any]]]],
+        size: int,
+        computed: Callable[[int, ChunkResult, int], None],
+    ) -> dict[str, Any]:
+        """The missing chunks as tasks of the Ray executor, each staged as it arrives (any order)."""
+        from .ray_executor import worker_env
+
+        assert self.executor is not None
+        c = self.c
+        hashes = {name: closure.hash for name, closure in c.code.items()}
+        version = code_version()
+        sizes: dict[int, int] = {}
+
+        def jobs() -> Iterator[tuple[int, tuple[Any, ...]]]:
+            for k, chunk in todo:
+                sizes[k] = len(chunk)
+                yield k, (c.plugin.name, hashes, c.execution, k * size, chunk, c.guarded, version)
+
+        t0 = time.perf_counter()
+        for k, result in self.executor.map_unordered(chunk_metrics, self.bars, jobs(), worker_env()):
+            computed(k, result, sizes.pop(k))
+        if self.executor.connected:
+            self.timings["ray_connect"] = self.executor.connect_seconds
+            self.timings["ray_chunks"] = time.perf_counter() - t0 - self.executor.connect_seconds
+        return self.executor.record()
 
 
 @contextmanager

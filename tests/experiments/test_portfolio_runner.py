@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from artifact_lake.artifact_store.samples import synthetic_ohlcv
 from artifact_lake.cli.main import experiments as exp_cli
-from artifact_lake.experiments import SpecError, create, execute, parse_spec, reproduce
+from artifact_lake.experiments import LookAhead, SpecError, create, execute, parse_spec, reproduce
 from artifact_lake.experiments import plugins as exp_plugins
 from artifact_lake.experiments.runners import runner_for
 from artifact_lake.projections import Lake
@@ -165,3 +165,43 @@ def test_user_portfolio_strategy_records_code_and_reproduces(plake, tmp_path, mo
     assert execute(plake, "user").reused
     with pytest.raises(SpecError, match=r"unknown spec key sweep.'shar' \(did you mean 'share'\?\)"):
         create(plake, parse_spec(spec.replace("share = [", "shar = [")))
+
+
+PEEKING_PLUGIN = """
+import numpy as np
+from artifact_lake.sim import Panel
+from artifact_lake.sim.plugins import portfolio_strategy
+
+@portfolio_strategy
+def tomorrow(panel: Panel, hold: float = 0.5) -> np.ndarray:
+    # holds the symbols whose NEXT close is higher: it reads a bar it cannot know yet
+    c = panel.last_close()
+    up = np.zeros(panel.shape)
+    up[:-1] = (c[1:] > c[:-1]).astype(float) * hold / panel.shape[1]
+    return up
+"""
+
+
+def test_a_portfolio_plugin_that_reads_later_bars_is_refused_by_the_guard(plake, tmp_path, monkeypatch):
+    path = tmp_path / "peek.py"
+    path.write_text(PEEKING_PLUGIN)
+    monkeypatch.setenv("LAKE_PLUGINS", str(path))
+    monkeypatch.setattr(exp_plugins, "_configured", None)
+    spec = 'name = "peek"\nkind = "backtest"\n[inputs]\nohlcv = ["px"]\n[strategy]\nname = "tomorrow"\n'
+    create(plake, parse_spec(spec))
+    before = {a.id for a in plake.find()}
+    with pytest.raises(LookAhead, match=r"look-ahead: portfolio_strategy 'tomorrow' \(hold=0\.5\): bar \d+, symbol '"):
+        execute(plake, "peek")
+    assert {a.id for a in plake.find()} == before  # nothing published
+
+
+def test_the_guard_checks_every_user_portfolio_combination(plake, tmp_path, monkeypatch):
+    path = tmp_path / "guarded_portfolios.py"
+    path.write_text(USER_PLUGIN.replace("first_two", "first_two_guarded"))
+    monkeypatch.setenv("LAKE_PLUGINS", str(path))
+    monkeypatch.setattr(exp_plugins, "_configured", None)
+    spec = 'name = "g"\nkind = "backtest"\n[inputs]\nohlcv = ["px"]\n[strategy]\nname = "first_two_guarded"\n'
+    create(plake, parse_spec(spec + "[sweep]\nshare = [0.3, 0.5, 0.7]\n"))
+    run = execute(plake, "g")
+    assert run.checks["plugins"]["first_two_guarded"]["combinations"] == 3
+    assert run.checks["plugins"]["first_two_guarded"]["cuts"] >= 9
