@@ -115,9 +115,9 @@ def conform_results(lake: Lake, tables: dict[str, pa.Table]) -> dict[str, pa.Tab
     return out
 
 
-def current_plugin_hashes(spec: ExperimentSpec) -> dict[str, str]:
+def current_plugin_hashes(spec: ExperimentSpec, lake: Lake) -> dict[str, str]:
     """The code hash of every user plugin ``spec`` runs, as installed now."""
-    return {p.name: plugins.closure(p).hash for p in runner_for(spec).user_plugins(spec)}
+    return {p.name: plugins.closure(p).hash for p in runner_for(spec).user_plugins(spec, lake)}
 
 
 def execute(
@@ -160,7 +160,7 @@ def _execute(
             " of a signal strategy's sweep; see docs/scale-out.md)"
         )
     if not force:
-        hashes = current_plugin_hashes(exp.spec)
+        hashes = current_plugin_hashes(exp.spec, lake)
         for run in tracker.runs_of(lake.db, exp.id):
             recorded = {name: rec.get("hash") for name, rec in run.plugins.items()}
             if run.status == "succeeded" and run.code_version == tracker.code_version() and recorded == hashes:

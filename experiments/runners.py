@@ -72,8 +72,9 @@ class Runner(Protocol):
     executors: tuple[str, ...]
     """The executors it can run on (``local``; ``ray`` where its work is chunks a cluster can take)."""
 
-    def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
-        """The user plugins (not built-ins) ``spec`` runs, as registered now: their code hashes decide reuse."""
+    def user_plugins(self, spec: ExperimentSpec, lake: Lake) -> list[Plugin]:
+        """The user plugins (not built-ins) ``spec`` runs, as registered now: their code hashes decide reuse
+        (``lake`` for what the inputs say, such as a stored policy's features)."""
         ...
 
     def precheck(self, lake: Lake, spec: ExperimentSpec) -> None:
@@ -110,7 +111,7 @@ class _Base:
     name = "base"
     executors: tuple[str, ...] = ("local",)
 
-    def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
+    def user_plugins(self, spec: ExperimentSpec, lake: Lake) -> list[Plugin]:
         return []
 
     def precheck(self, lake: Lake, spec: ExperimentSpec) -> None:
@@ -130,7 +131,7 @@ class SignalBacktest(_Base):
     name = "signal"
     executors: tuple[str, ...] = ("local", "ray")  # the metrics pass of a chunked sweep (every [results] = best sweep)
 
-    def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
+    def user_plugins(self, spec: ExperimentSpec, lake: Lake) -> list[Plugin]:
         plugin = signal_plugin(spec.doc["strategy"]["name"])
         return [p for p in [plugin, *plugins.used_indicators(plugin)] if not p.builtin]
 
@@ -179,6 +180,12 @@ class PolicyBacktest(_Base):
     def precheck(self, lake: Lake, spec: ExperimentSpec) -> None:
         train.check_policy(lake, spec.inputs["policy"], spec.doc.get("execution", {}))
 
+    def user_plugins(self, spec: ExperimentSpec, lake: Lake) -> list[Plugin]:
+        """The user indicators the stored policy's features name (its meta's ``env.features``): their code
+        computes the observations, so it is recorded, and decides reuse, like a strategy's."""
+        env = lake.get(spec.inputs["policy"][0]).meta.get("env")
+        return train.feature_plugins(env if isinstance(env, dict) else {}, key="the policy's env.features")
+
     def compute(
         self,
         lake: Lake,
@@ -192,8 +199,10 @@ class PolicyBacktest(_Base):
         t0 = time.perf_counter()
         bars = bars_by_symbol(lake, spec.inputs["ohlcv"], list(spec.doc["strategy"].get("symbols", [])))
         timings["load"] = time.perf_counter() - t0
+        code = {p.name: plugins.closure(p) for p in self.user_plugins(spec, lake)}
         runs = dict(train.policy_backtests(lake, spec, bars))
-        return Output(signal_backtests(spec, bars, progress, timings, lambda combo, symbol, b: runs[symbol]))
+        tables = signal_backtests(spec, bars, progress, timings, lambda combo, symbol, b: runs[symbol])
+        return Output(tables, code)
 
 
 class AlertReplay(_Base):
@@ -228,7 +237,7 @@ class PortfolioBacktest(_Base):
             raise SpecError(f"spec key 'strategy.name': {spec.doc['strategy']['name']!r} is no portfolio strategy")
         return found
 
-    def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
+    def user_plugins(self, spec: ExperimentSpec, lake: Lake) -> list[Plugin]:
         plugin = self._plugin(spec)
         return [] if plugin.builtin else [plugin]
 
@@ -266,7 +275,7 @@ class Training(_Base):
 
         return str(pick_device(train.ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).device).type)
 
-    def user_plugins(self, spec: ExperimentSpec) -> list[Plugin]:
+    def user_plugins(self, spec: ExperimentSpec, lake: Lake) -> list[Plugin]:
         """The user indicators ``env.features`` names (built-in features and indicators are the code version)."""
         return train.feature_plugins(spec.doc.get("env", {}))
 
@@ -283,7 +292,7 @@ class Training(_Base):
         resume: bool = False,
         executor: RayExecutor | None = None,
     ) -> Output:
-        used = self.user_plugins(spec)
+        used = self.user_plugins(spec, lake)
         code = {p.name: plugins.closure(p) for p in used}
         log = plugins.GuardLog()
         tables = train.compute_train(lake, spec, progress, timings, log if used else None)

@@ -68,3 +68,28 @@ def test_an_unknown_feature_is_refused_by_the_cli_in_one_line(tmp_path, plugin_f
     assert refused.stderr.count("\n") == 1
     ok = _cli("experiments", *lk, "--plugins", str(plugin_file), "create", str(tmp_path / "spec.toml"))
     assert ok.returncode == 0, ok.stderr
+
+
+def test_a_policy_backtest_records_the_user_indicator_its_features_use(tlake, plugin_file):
+    pytest.importorskip("torch")
+    plugins.configure([str(plugin_file)])
+    trained = execute(tlake, create(tlake, parse_spec(FEATURES))[0].id)
+    spec = f"""
+kind = "backtest"
+name = "policy-features"
+[inputs]
+ohlcv = ["px"]
+policy = ["{trained.results["policy"]}"]
+[strategy]
+name = "policy"
+symbols = ["B"]
+"""
+    exp, _ = create(tlake, parse_spec(spec))
+    bt = execute(tlake, exp.id)
+    assert set(bt.plugins) == {"zscore"}
+    assert bt.plugins["zscore"]["hash"] == trained.plugins["zscore"]["hash"]
+    assert execute(tlake, exp.id).reused
+    write(plugin_file, BOLLINGER.replace("sd > 0 else 0.0", "sd > 0 else 0.5"))
+    with pytest.raises(CodeChanged):  # the features' code changed: the backtest is not the recorded one
+        reproduce(tlake, bt.results["metrics"])
+    assert not execute(tlake, exp.id).reused
