@@ -29,6 +29,25 @@ from bench.bench_plugins import PLUGIN  # noqa: E402  the user's numpy sma cross
 from bench.bench_plugins import sweep as windows  # noqa: E402  fast and slow lists of a given product
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory (bytes): VmHWM, which starts afresh at exec (getrusage's ru_maxrss
+    keeps the high-water mark of the process that forked us, here the bench itself)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+LAUNCH = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status), file=sys.stderr)
+"""
+"""Runs a command from a small process and prints its peak RSS: ru_maxrss of a child counts the memory of
+the process that forked it, and the bench process is large."""
+
+
 def child(mode: str, root: str, strategy: str, combos: int) -> None:
     """One measured call in this process; prints wall time, peak RSS and the run's timings as JSON."""
     from artifact_lake import sim
@@ -67,7 +86,7 @@ slow = {slow}
         out["wall"] = time.perf_counter() - t0
         out["timings"] = run.timings
         out["sweep"] = run.checks.get("sweep")
-    out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["rss"] = peak_rss()
     lake.close()
     print(json.dumps(out))
 
@@ -89,16 +108,14 @@ def measure(mode: str, root: Path, strategy: str, combos: int, env: dict[str, st
 
 
 def timed_command(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
-    """Wall time, peak RSS (bytes) and stdout of one whole command."""
+    """Wall time, peak RSS (bytes) and stdout of one whole command (started from a small launcher)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
-    out = proc.stdout.read() if proc.stdout is not None else ""
-    _, status, usage = os.wait4(proc.pid, 0)
+    out = subprocess.run([sys.executable, "-c", LAUNCH, *cmd], capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{cmd} failed with {proc.returncode}")
-    return wall, usage.ru_maxrss * 1024, out
+    rss, code = (int(x) for x in out.stderr.strip().splitlines()[-1].split())
+    if code != 0:
+        raise RuntimeError(f"{cmd} failed with {code}")
+    return wall, rss, out.stdout
 
 
 def single_runs(sizes: list[int], repeat: int) -> None:
