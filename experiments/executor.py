@@ -47,6 +47,7 @@ RESULT_TYPES = {
     "metrics": "metrics",
     "alert_results": "table",
     "fills": "table",
+    "positions": "table",
     "policy": "tensors",
     "training_curve": "table",
 }

@@ -11,7 +11,7 @@ runner             chosen when                             results
                    strategy plugin (built-in or the user's)
 ``alert_replay``   ``strategy.name = "alert_replay"``      alert_results, equity, metrics
 ``policy``         ``strategy.name = "policy"``            trades, equity, metrics
-``portfolio``      ``kind = "backtest"``, a registered      fills, equity, metrics
+``portfolio``      ``kind = "backtest"``, a registered      fills, positions, equity, metrics
                    portfolio_strategy plugin (one cash     (symbol ``*``: the portfolio)
                    account over every symbol)
 ``train``          ``kind = "train"`` (user indicators     policy, training_curve, metrics
@@ -610,6 +610,7 @@ def _portfolio_tables(
     panel = sim.Panel.from_bars(bars)
     combos = spec.combos()
     fills: dict[str, list[Any]] = {}
+    held: dict[str, list[Any]] = {k: [] for k in ("combo", "ts", "symbol", "position")}
     equity: dict[str, list[Any]] = {k: [] for k in ("combo", "symbol", "ts", "equity", "cash", "position")}
     gross: list[np.ndarray] = []
     net: list[np.ndarray] = []
@@ -643,14 +644,21 @@ def _portfolio_tables(
         for key, col in rows.items():
             fills.setdefault(key, []).append(col)
         n = len(panel)
-        held = (res.positions != 0).sum(axis=1).astype(np.float64)
+        # positions in long format, a row per symbol at every bar where its position changes
+        before = np.vstack([np.zeros((1, res.positions.shape[1])), res.positions[:-1]])
+        rows_i, cols_j = np.nonzero(res.positions != before)
+        held["combo"].append(np.full(rows_i.shape[0], c, dtype=np.int64))
+        held["ts"].append(panel.ts[rows_i])
+        held["symbol"].append(np.asarray(panel.symbols, dtype=object)[cols_j])
+        held["position"].append(res.positions[rows_i, cols_j])
+        holdings = (res.positions != 0).sum(axis=1).astype(np.float64)
         for key, col in (
             ("combo", np.full(n, c)),
             ("symbol", pa.repeat("*", n)),
             ("ts", panel.ts),
             ("equity", res.equity),
             ("cash", res.cash),
-            ("position", held),
+            ("position", holdings),
         ):
             equity[key].append(col)
         gross.append(res.gross_exposure)
@@ -683,4 +691,12 @@ def _portfolio_tables(
             "reason": pa.array(cat_["reason"], pa.string()),
         }
     )
-    return {"fills": fill_table, "equity": eq, "metrics": pa.Table.from_pylist(metrics)}
+    positions = pa.table(
+        {
+            "combo": pa.array(np.concatenate(held["combo"]), pa.int64()),
+            "ts": ts_array(np.concatenate(held["ts"]).astype(np.int64)),
+            "symbol": pa.array(np.concatenate(held["symbol"]), pa.string()),
+            "position": pa.array(np.concatenate(held["position"]), pa.float64()),
+        }
+    )
+    return {"fills": fill_table, "positions": positions, "equity": eq, "metrics": pa.Table.from_pylist(metrics)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  pa.compute
 import pytest
 from click.testing import CliRunner
 
@@ -50,7 +52,7 @@ def test_xs_momentum_sweep_publishes_with_lineage_and_reproduces(plake):
     assert created and runner_for(exp.spec).name == "portfolio"
     assert exp.spec.doc["portfolio"] == {"direction": "long", "min_trade": 0.001}
     run = execute(plake, "mom")
-    assert run.status == "succeeded" and set(run.results) == {"fills", "equity", "metrics"}
+    assert run.status == "succeeded" and set(run.results) == {"fills", "positions", "equity", "metrics"}
     px = plake.resolve("px")
     for role, artifact_id in run.results.items():
         assert [a.id for a in plake.parents(artifact_id)] == [px]
@@ -205,3 +207,26 @@ def test_the_guard_checks_every_user_portfolio_combination(plake, tmp_path, monk
     run = execute(plake, "g")
     assert run.checks["plugins"]["first_two_guarded"]["combinations"] == 3
     assert run.checks["plugins"]["first_two_guarded"]["cuts"] >= 9
+
+
+def test_positions_in_long_format_replay_to_the_simulators_matrix(plake):
+    """``positions`` has a row per symbol at every bar where its position changes; carrying each forward
+    rebuilds the simulator's (bars, symbols) matrix exactly, and every change is a fill of that size."""
+    from artifact_lake import sim
+    from artifact_lake.experiments._inputs import bars_by_symbol
+
+    create(plake, parse_spec(SPEC))
+    run = execute(plake, "mom")
+    pos = plake.read(run.results["positions"]).to_pylist()
+    fills = plake.read(run.results["fills"])
+    panel = sim.Panel.from_bars(bars_by_symbol(plake, [plake.resolve("px")], []))
+    weights = sim.xs_momentum(panel, lookback=10, top_k=1, every=12)
+    want = sim.run_portfolio(panel, weights, sim.Execution(fee_bps=10.0, units="fractional"), min_trade=0.001)
+    index = {int(t): i for i, t in enumerate(panel.ts)}
+    got = np.zeros(panel.shape)
+    for row in (r for r in pos if r["combo"] == 0):
+        i = index[int(row["ts"].timestamp() * 1_000_000)]
+        got[i:, panel.symbols.index(row["symbol"])] = row["position"]
+    assert np.array_equal(got, want.positions)
+    combo0 = fills.filter(pa.compute.equal(fills.column("combo"), 0))
+    assert len([r for r in pos if r["combo"] == 0]) <= combo0.num_rows
