@@ -8,7 +8,8 @@ Problems ``verify`` reports (any of them: exit 1):
 * content  - an object whose logical content no longer hashes to its id
 * orphan   - an object file with no manifest row (a publish killed between rename and commit)
 * stale    - a staging file in tmp/ whose writer is gone (a publish killed before rename), or a staging
-  folder (``tmp/sweep-*``: a sweep's chunks, see :mod:`.stagedirs`) whose run is gone
+  folder whose run is gone (``tmp/sweep-*``: a sweep's chunks; ``tmp/<pid>-<16 hex>.spill``: a projection
+  build's DuckDB spill files; see :mod:`.stagedirs`)
 * manifest - manifest.sqlite itself: SQLite's integrity check, or one of the lake's invariants (below)
 
 The manifest's invariants: names, edges, meta and sources point at artifacts; ids and file hashes are 64
@@ -152,6 +153,9 @@ def _scan(lake: Lake, grace: float | None) -> tuple[list[Path], list[Path], list
         if stagedirs.SWEEP_DIR.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
             if stagedirs.is_stale_dir(path):
                 stale.append(path)
+        elif stagedirs.SPILL_DIR.fullmatch(path.name) and path.is_dir() and not path.is_symlink():
+            if stagedirs.is_stale_spill(path):  # a projection build's spill folder, its build killed
+                stale.append(path)
         elif CREATING_NAME.fullmatch(path.name) and entry.reason == "not a name the lake makes":
             # a staging file being created (see objects.stage): its writer renames it within microseconds
             if is_stale(path) and _age(path, now) > max(grace or 0.0, 60.0):
@@ -159,6 +163,14 @@ def _scan(lake: Lake, grace: float | None) -> tuple[list[Path], list[Path], list
         else:
             left.append(entry)
     return orphans, stale, left
+
+
+def _stale_detail(path: Path) -> str:
+    if stagedirs.SWEEP_DIR.fullmatch(path.name):
+        return "chunks of a sweep that did not finish (experiments execute resumes from them; lake gc removes them)"
+    if stagedirs.SPILL_DIR.fullmatch(path.name):
+        return "spill folder of a projection build that did not finish (lake gc removes it)"
+    return "staging file of a publish that did not finish (lake gc removes it)"
 
 
 def _check_object(lake: Lake, row: sqlite3.Row, content: bool, problems: list[Problem]) -> None:
@@ -359,17 +371,7 @@ def verify(lake: Lake, ids: list[str] | None, *, content: bool = True, wait: flo
                 )
                 for p in orphans
             ]
-            problems += [
-                Problem("stale", str(p), "staging file of a publish that did not finish (lake gc removes it)")
-                if not stagedirs.SWEEP_DIR.fullmatch(p.name)
-                else Problem(
-                    "stale",
-                    str(p),
-                    "chunks of a sweep that did not finish (experiments execute resumes from them; lake gc removes"
-                    " them)",
-                )
-                for p in stale
-            ]
+            problems += [Problem("stale", str(p), _stale_detail(p)) for p in stale]
     except ManifestDamaged as exc:
         problems.append(Problem("manifest", exc.path, f"{exc.detail}: restore manifest.sqlite from a backup"))
     return VerifyReport(checked, problems, left)
@@ -385,7 +387,7 @@ def gc(
     with _locked(lake, wait, required=True):
         orphans, stale, left = _scan(lake, grace=grace)
         for p in orphans + stale:
-            if stagedirs.SWEEP_DIR.fullmatch(p.name):
+            if stagedirs.SWEEP_DIR.fullmatch(p.name) or stagedirs.SPILL_DIR.fullmatch(p.name):
                 size = stagedirs.dir_size(lake.root, p)
                 kept = [] if dry_run else stagedirs.remove_dir(lake.root, p)
                 left += kept

@@ -11,6 +11,13 @@ Invariants:
   ``projections/<key>.duckdb`` under the manifest's write lock, together with its record (file hash and
   stat, :mod:`._integrity`): the first finished build of a key wins, a concurrent one discards its copy, and
   a reader never sees a half-built file.
+* A build runs under DuckDB's ``memory_limit`` (``$LAKE_PROJECTION_MEMORY``, else half of the machine's
+  memory, :func:`._sandbox.memory_limit`) and spills into ``tmp/<prefix>.spill/``, held by the build's
+  ``tmp/<prefix>.lock`` and removed when the build ends; after a crash ``lake verify`` reports it as stale
+  and ``lake gc`` removes it. So a build larger than memory sorts out of core instead of being killed.
+* All inputs of a role are read as one pyarrow dataset (one scan: DuckDB cannot spill a sort fed by a
+  UNION ALL of many scans). Several ohlcv inputs are checked for overlap first from their per-symbol time
+  ranges, read by pyarrow; only overlapping ones pay for the deduplication.
 * Every use checks the file against that record first (stat, and the hash when the stat moved); a file
   the lake did not build, or one changed since, is refused (exit 1) and never opened, also when a build
   would reuse it: it stays as evidence until ``lake projection drop`` removes it.
@@ -30,6 +37,7 @@ import builtins
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -76,7 +84,6 @@ STORAGE_VERSION = "v1.1.0"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _FILE = re.compile(r"[0-9a-f]{64}\.duckdb")
 _META = "_projection"
-_PART = "__lake_part"
 _SLOTS = "_open_slots"
 
 
@@ -208,25 +215,36 @@ def _calendar(lake: _StoreLake, spec: Spec, ids: Mapping[str, list[str]]) -> str
 def _sources(
     lake: _StoreLake, spec: Spec, ids: Mapping[str, list[str]], params: Mapping[str, Any], calendar: str
 ) -> dict[str, Any]:
-    """The verified object files of every role as pyarrow datasets (scanned lazily, in batches), and the
-    ohlcv inputs' open slots on ``calendar`` as the Arrow table ``_open_slots`` (empty for ``24/7``), padded
-    by the largest duration parameter so that alert windows past the data are covered too."""
+    """The verified object files of every role as pyarrow datasets (scanned lazily, in batches): one per
+    artifact (``_src_<role>_<i>``) and, when they share one schema, one over all of them (``_src_<role>``),
+    and the ohlcv inputs' open slots on ``calendar`` as the Arrow table ``_open_slots`` (empty for ``24/7``),
+    padded by the largest duration parameter so that alert windows past the data are covered too.
+
+    The one dataset is what the input views read: DuckDB runs a UNION ALL of many scans feeding one sort
+    with buffers it cannot spill (10M rows in 10 parts under a 256 MB limit: out of memory; one scan of
+    the same files: sorted out of core), and one scan is no slower."""
     import pyarrow as pa
     import pyarrow.dataset as pads
 
     out: dict[str, Any] = {}
     bars = []
     for role in spec.inputs:
-        names = set()
-        for i, artifact_id in enumerate(ids[role.role]):
+        paths = []
+        for artifact_id in ids[role.role]:
             assert _HEX64.match(artifact_id), artifact_id
-            dataset = pads.dataset(object_path(lake.root, artifact_id), format="parquet")
-            names.add(tuple(sorted(dataset.schema.names)))
+            paths.append(str(object_path(lake.root, artifact_id)))
+        parts = [pads.dataset(path, format="parquet") for path in paths]
+        if len({tuple(sorted(d.schema.names)) for d in parts}) > 1:
+            raise ProjectionError(f"the {role.role!r} inputs of spec {spec.name!r} do not have the same columns")
+        for i, dataset in enumerate(parts):
             out[f"_src_{role.role}_{i}"] = dataset
             if role.type == "ohlcv" and calendar != ALWAYS_OPEN:
                 bars.append(dataset.to_table(columns=["symbol", "ts"]))
-        if len(names) > 1:
-            raise ProjectionError(f"the {role.role!r} inputs of spec {spec.name!r} do not have the same columns")
+        first = parts[0].schema.remove_metadata()
+        if all(d.schema.remove_metadata().equals(first) for d in parts[1:]):
+            out[f"_src_{role.role}"] = pads.dataset(
+                paths, format=_symbols_as_dictionary() if role.type == "ohlcv" else "parquet"
+            )
     durations = {p.name: params.get(p.name) for p in spec.params if p.type == "duration"}
     pad = max([v for k, v in durations.items() if k != "timeframe" and isinstance(v, int)], default=0)
     timeframe = durations.get("timeframe")
@@ -241,39 +259,97 @@ def _sources(
     return out
 
 
-def _input_view(con: duckdb.DuckDBPyConnection, role: str, type_: str, ids: list[str]) -> None:
+def _symbols_as_dictionary() -> Any:
+    """How ohlcv objects are read: ``symbol`` as a dictionary (its pages are dictionary-encoded already;
+    DuckDB still sees VARCHAR) and column chunks read as they are decoded rather than buffered whole
+    (``pre_buffer``): at 10M-30M rows, about 4 % and 2 % less CPU for a build."""
+    import pyarrow.dataset as pads
+
+    return pads.ParquetFileFormat(
+        read_options=pads.ParquetReadOptions(dictionary_columns=["symbol"]),
+        default_fragment_scan_options=pads.ParquetFragmentScanOptions(pre_buffer=False),
+    )
+
+
+def _symbol_ranges(path: str) -> list[tuple[str, int, int]]:
+    """(symbol, first ts, last ts in microseconds) of each symbol of one ohlcv object.
+
+    pyarrow reads just the two columns, in batches (memory stays flat), the symbols as a dictionary;
+    numpy takes the min and max over each run of one symbol's rows (a few runs per batch when the
+    object is sorted by symbol, as published ohlcv usually is). At 10M rows: 0.16 s, against 0.54 s for
+    the GROUP BY in DuckDB over the Arrow scan that this replaces; every build of several ohlcv
+    artifacts pays it before its first statement.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    found: dict[str, tuple[int, int]] = {}
+    for batch in pads.dataset(path, format=_symbols_as_dictionary()).to_batches(columns=["symbol", "ts"]):
+        if not batch.num_rows:
+            continue
+        symbols = batch.column(0)
+        codes = symbols.indices.to_numpy()
+        us = batch.column(1).cast(pa.int64()).to_numpy()
+        starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+        lows = np.full(len(symbols.dictionary), np.iinfo(np.int64).max)
+        highs = np.full(len(symbols.dictionary), np.iinfo(np.int64).min)
+        np.minimum.at(lows, codes[starts], np.minimum.reduceat(us, starts))
+        np.maximum.at(highs, codes[starts], np.maximum.reduceat(us, starts))
+        for code, symbol in enumerate(symbols.dictionary.to_pylist()):
+            lo, hi = int(lows[code]), int(highs[code])
+            if lo > hi:
+                continue  # in the dictionary, not in this batch
+            seen = found.get(symbol)
+            found[symbol] = (lo, hi) if seen is None else (min(seen[0], lo), max(seen[1], hi))
+    return [(symbol, lo, hi) for symbol, (lo, hi) in found.items()]
+
+
+def _input_view(
+    con: duckdb.DuckDBPyConnection, role: str, type_: str, ids: list[str], sources: Mapping[str, Any]
+) -> None:
     view = quote(f"input_{role}")
     parts = [quote(f"_src_{role}_{i}") for i in range(len(ids))]
+    if f"_src_{role}" in sources:
+        scan = quote(f"_src_{role}")
+    else:  # inputs whose schemas differ in order or types: DuckDB matches their columns by name
+        scan = "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts) + ")"
     if len(ids) == 1:
-        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {parts[0]}")
+        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {scan}")
         return
-    union = "(" + " UNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts) + ")"
     if type_ != "ohlcv":
-        con.execute(f"CREATE TEMP VIEW {view} AS SELECT DISTINCT * FROM {union}")
+        con.execute(f"CREATE TEMP VIEW {view} AS SELECT DISTINCT * FROM {scan}")
         return
-    part = quote(_PART)
-    tagged = "(" + " UNION ALL BY NAME ".join(f"SELECT *, {i} AS {part} FROM {p}" for i, p in enumerate(parts)) + ")"
-    ranges = con.execute(
-        f"SELECT symbol, min(epoch_us(ts)) AS lo, max(epoch_us(ts)) AS hi FROM {tagged} "
-        f"GROUP BY {part}, symbol ORDER BY symbol, lo"
-    ).fetchall()
+    ranges = sorted(r for i in range(len(ids)) for r in _symbol_ranges(sources[f"_src_{role}_{i}"].files[0]))
     overlap = any(prev[0] == cur[0] and cur[1] <= prev[2] for prev, cur in zip(ranges, ranges[1:], strict=False))
     if not overlap:
-        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {union}")
+        con.execute(f"CREATE TEMP VIEW {view} AS SELECT * FROM {scan}")
         return
     clash = con.execute(
-        f"""SELECT symbol, strftime(ts, '%Y-%m-%dT%H:%M:%S+00:00'), min({part}), max({part})
-            FROM {tagged} GROUP BY symbol, ts
+        f"""SELECT symbol, epoch_us(ts), strftime(ts, '%Y-%m-%dT%H:%M:%S+00:00') FROM {scan} GROUP BY symbol, ts
             HAVING count(DISTINCT (open, high, low, close, volume)) > 1
             ORDER BY symbol, ts LIMIT 1"""
     ).fetchone()
     if clash is not None:
-        symbol, ts, a1, a2 = clash  # ids are sorted, so the smaller part is the smaller id
+        symbol, us, ts = clash
+        held = [
+            (
+                i,
+                con.execute(
+                    f"SELECT open, high, low, close, volume FROM {p} WHERE symbol = ? AND epoch_us(ts) = ?",
+                    [symbol, us],
+                ).fetchone(),
+            )
+            for i, p in enumerate(parts)
+        ]
+        held = [(i, candle) for i, candle in held if candle is not None]
+        a1 = held[0][0]  # ids are sorted: the smallest id holding the bar, and the first that disagrees with it
+        a2 = next((i for i, candle in held if candle != held[0][1]), held[-1][0])
         raise ProjectionError(
             f"ohlcv inputs disagree at {symbol} {ts}: artifacts {ids[a1][:12]} and {ids[a2][:12]} hold different "
             "candles for it (drop one of them, or publish a corrected one)"
         )
-    con.execute(f"CREATE TEMP VIEW {view} AS SELECT DISTINCT ON (symbol, ts) * FROM {union} ORDER BY symbol, ts")
+    con.execute(f"CREATE TEMP VIEW {view} AS SELECT DISTINCT ON (symbol, ts) * FROM {scan} ORDER BY symbol, ts")
 
 
 class _Outside:
@@ -400,11 +476,22 @@ class Projections:
     def _build_into(
         self, path: Path, spec: Spec, ids: dict[str, list[str]], params: dict[str, Any], key: str, calendar: str
     ) -> str:
-        """Build into ``path`` (sandboxed), fsync it, make it read-only; returns its file hash."""
+        """Build into ``path`` (sandboxed), fsync it, make it read-only; returns its file hash.
+
+        DuckDB spills into ``<path stem>.spill/`` beside it (in ``tmp/``, under the build's lock), which is
+        gone when this returns; a build killed meanwhile leaves it to ``lake gc``.
+        """
         import duckdb
 
         sources = _sources(self.lake, spec, ids, params, calendar)
-        con = _sandboxed(path, read_only=False, storage_version=STORAGE_VERSION, sources=sources)
+        spill = path.with_suffix(".spill")
+        try:
+            con = _sandboxed(
+                path, read_only=False, storage_version=STORAGE_VERSION, sources=sources, temp_directory=spill
+            )
+        except BaseException:
+            shutil.rmtree(spill, ignore_errors=True)
+            raise
         try:
             cols = list(spec.params)
             if cols:
@@ -416,7 +503,7 @@ class Projections:
             else:
                 con.execute("CREATE TABLE _params AS SELECT 1 AS _none")
             for role in spec.inputs:
-                _input_view(con, role.role, role.type, ids[role.role])
+                _input_view(con, role.role, role.type, ids[role.role], sources)
             try:
                 con.execute(spec.sql)
             except duckdb.Error as exc:
@@ -457,6 +544,7 @@ class Projections:
                 raise ProjectionError(f"spec {spec.name!r}: cannot finish the build: {first_line(exc)}") from exc
         finally:
             con.close()
+            shutil.rmtree(spill, ignore_errors=True)  # DuckDB removes what it made; this is for what it could not
         with open(path, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(path, 0o444)
