@@ -14,10 +14,8 @@ files); it belongs to the build's held ``tmp/<pid>-<16 hex>.lock`` and is gone w
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import stat
 from pathlib import Path
 
 from .objects import is_stale, remove_file, safe_entries
@@ -42,21 +40,8 @@ def files_of(path: Path) -> re.Pattern[str]:
 
 def is_stale_dir(path: Path) -> bool:
     """True when no run holds the folder's ``lock`` (a folder without one is stale too)."""
-    try:
-        fd = os.open(path / "lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
-    return True
+    lock = path / "lock"
+    return not os.path.lexists(lock) or is_stale(lock)
 
 
 def dir_size(root: Path, path: Path) -> int:
