@@ -305,20 +305,26 @@ def exp_show_cmd(ctx: click.Context, ref: str, as_json: bool) -> None:
 
 
 @experiments.command("compare")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1)
+@click.option("--run", "runs", multiple=True, metavar="ID", help="A run (id or prefix) to compare; repeatable.")
 @json_option
 @click.pass_context
-def exp_compare_cmd(ctx: click.Context, refs: tuple[str, ...], as_json: bool) -> None:
-    """Metrics of several experiments side by side (their latest succeeded runs), with every parameter.
+def exp_compare_cmd(ctx: click.Context, refs: tuple[str, ...], runs: tuple[str, ...], as_json: bool) -> None:
+    """Metrics of experiments (their latest succeeded runs) or of any runs (--run) side by side, with every parameter.
+
+    --run ID (repeatable) names any succeeded run, such as two runs of one experiment before and after a code
+    change.
 
     Each experiment's fixed parameters are listed above the table, the swept ones in it. --json gives one
     object per row with all parameters (params), the swept names (swept) and the raw metrics (NaN: null).
     """
+    if not refs and not runs:
+        raise click.UsageError("name experiments to compare, or runs with --run ID")
     use_plugins(ctx)
     from artifact_lake.cli._render import compare_table, emit_json
     from artifact_lake.experiments.report import compare
 
-    rows = compare(open_lake(ctx), list(refs))
+    rows = compare(open_lake(ctx), list(refs), list(runs))
     if as_json:
         emit_json(rows)
     else:

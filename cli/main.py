@@ -348,7 +348,7 @@ _LAZY: dict[click.Group, dict[str, tuple[str, str]]] = {
         "execute": ("_experiments_cmds", "Run an experiment: verify inputs, project, simulate, publish results with lineage."),
         "list": ("_experiments_cmds", "Experiments, newest first, with their latest run."),
         "show": ("_experiments_cmds", "Spec, runs, results, metrics table and lineage of an experiment."),
-        "compare": ("_experiments_cmds", "Metrics of several experiments side by side (their latest succeeded runs), with every parameter."),
+        "compare": ("_experiments_cmds", "Metrics of experiments (their latest succeeded runs) or of any runs (--run) side by side, with every parameter."),
         "plot": ("_experiments_cmds", "A PNG of an experiment's latest run; prints which curves it drew and which it left out."),
         "plugins": ("_experiments_cmds", "Every registered strategy and indicator: parameters, where it comes from, code hash."),
         "code": ("_experiments_cmds", "The user plugin code a run recorded (of a result, run or experiment): shown, or written to --out DIR."),

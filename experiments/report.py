@@ -102,16 +102,23 @@ def _strategy_label(exp: tracker.Experiment, m: dict[str, Any]) -> str:
     return str(exp.spec.doc.get("strategy", {}).get("name", ""))
 
 
-def compare(lake: Lake, refs: list[str]) -> list[dict[str, Any]]:
-    """One row per (experiment, combination, symbol) of each experiment's latest succeeded run.
+def compare(lake: Lake, refs: list[str], runs: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per (run, combination, symbol): of each experiment's latest succeeded run (``refs``), then of
+    each run named in ``runs`` (ids or prefixes: any succeeded run, such as two runs of one experiment before
+    and after a code change).
 
-    Each row holds the experiment, combo, symbol (``*`` is alert replay's portfolio), strategy (for a train
+    Each row holds the experiment, run, combo, symbol (``*`` is a portfolio), strategy (for a train
     experiment: policy, buy_and_hold or flat), ``params`` (every parameter, swept and fixed), ``swept`` (the
     names of the swept ones) and the metrics of :data:`COMPARE_METRICS` as stored.
     """
+    chosen = [latest_run(lake, ref) for ref in refs]
+    for run_id in runs or []:
+        run = tracker.get_run(lake.db, run_id)
+        if run.status != "succeeded" or "metrics" not in run.results:
+            raise NotFoundExperiment(f"run {run.id[:12]} is {run.status}: only succeeded runs have results")
+        chosen.append((tracker.get_experiment(lake.db, run.experiment), run))
     rows: list[dict[str, Any]] = []
-    for ref in refs:
-        exp, run = latest_run(lake, ref)
+    for exp, run in chosen:
         swept = exp.spec.swept
         for m in lake.read(run.results["metrics"]).to_pylist():
             label = _strategy_label(exp, m)

@@ -671,10 +671,12 @@ def run_page(ui: UI, request: Request) -> Response:
 
 
 def compare_page(ui: UI, request: Request) -> Response:
-    """Experiments' latest runs side by side (:func:`experiments.report.compare`), equity overlaid."""
+    """Experiments' latest runs (``exp``) and any runs (``run``) side by side (:func:`experiments.report.compare`),
+    equity overlaid."""
     as_json = request.url.path.endswith(".json")
     refs = [r for r in request.query_params.getlist("exp") if r]
-    rows = rpt.compare(ui.lake, refs) if refs else []
+    run_ids = [r for r in request.query_params.getlist("run") if r]
+    rows = rpt.compare(ui.lake, refs, run_ids) if refs or run_ids else []
     best: dict[str, dict[str, Any]] = {}
     for r in rows:
         if _finite(r.get("total_return")) and (
@@ -682,10 +684,17 @@ def compare_page(ui: UI, request: Request) -> Response:
         ):
             best[r["run"]] = r
     overlay = [
-        {"run": r["run"], "symbol": r["symbol"], "combo": r["combo"], "label": r["experiment"]} for r in best.values()
+        {"run": r["run"], "symbol": r["symbol"], "combo": r["combo"], "label": f"{r['experiment']} {r['run'][:8]}"}
+        for r in best.values()
     ]
     params = sorted({k for r in rows for k in r["params"]})
-    ctx = {"refs": refs, "rows": rows, "params": params, "overlay": overlay, "metrics": rpt.COMPARE_METRICS}
+    ctx = {
+        "refs": refs + run_ids,
+        "rows": rows,
+        "params": params,
+        "overlay": overlay,
+        "metrics": rpt.COMPARE_METRICS,
+    }
     return ui.page(request, "compare.html", ctx, as_json)
 
 

@@ -215,3 +215,21 @@ def test_a_portfolio_plots_its_exposure(rlake, tmp_path):
     execute(rlake, "mom")
     report = plot(rlake, "mom", str(tmp_path / "mom.png"))
     assert [c.symbol for c in report.drawn] == ["*", "*"] and (tmp_path / "mom.png").stat().st_size > 10_000
+
+
+def test_compare_takes_any_runs_such_as_two_runs_of_one_experiment(tmp_path):
+    lk = Lake.open(tmp_path / "lake")
+    lk.publish(synthetic_ohlcv(("A",), bars=400, seed=3, step_s=3600), "ohlcv", name="px")
+    exp, _ = create(lk, parse_spec(SWEEP))
+    first = execute(lk, exp.id)
+    second = execute(lk, exp.id, force=True)
+    r = cli(experiments, lk, "compare", "--run", first.id[:10], "--run", second.id, "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [row["run"] for row in rows] == [first.id] * 9 + [second.id] * 9
+    assert [row["total_return"] for row in rows[:9]] == [row["total_return"] for row in rows[9:]]
+    refused = cli(experiments, lk, "compare")
+    assert refused.exit_code == 2 and "name experiments to compare, or runs with --run ID" in refused.output
+    missing = cli(experiments, lk, "compare", "--run", "ffffffff")
+    assert missing.exit_code != 0 and "no run matches 'ffffffff'" in missing.output
+    lk.close()

@@ -173,3 +173,33 @@ def test_a_portfolio_shows_its_gross_and_net_exposure(tmp_path: Path, page: Any)
         assert pg.errors == []  # type: ignore[attr-defined]
     finally:
         stop(server.proc)
+
+
+def test_runs_ticked_on_an_experiment_page_are_compared(tmp_path: Path, page: Any) -> None:
+    from artifact_lake.artifact_store.samples import synthetic_ohlcv
+    from artifact_lake.experiments import create, execute, parse_spec
+    from artifact_lake.projections import Lake
+
+    from .conftest import start_ui, stop
+
+    root = tmp_path / "two-runs"
+    with Lake.open(root) as lk:
+        lk.publish(synthetic_ohlcv(("A",), bars=1500, seed=4), "ohlcv", name="px")
+        spec = 'name = "twice"\nkind = "backtest"\n[inputs]\nohlcv = ["px"]\n[strategy]\nname = "sma_cross"\n'
+        create(lk, parse_spec(spec + "[sweep]\nfast = [5, 10]\nslow = [30]\n"))
+        runs = [execute(lk, "twice").id, execute(lk, "twice", force=True).id]
+    server = start_ui(root)
+    try:
+        pg = page
+        pg.goto(server.url + "/experiment/twice")
+        for run_id in runs:
+            pg.check(f"input[name=run][value='{run_id}']")
+        pg.click("#compare-runs-button")
+        pg.wait_for_function("document.querySelector('#compare-chart').dataset.drawn > 0")
+        shown = pg.locator("#compare tbody").inner_text()
+        assert all(run_id[:8] in shown for run_id in runs)
+        assert pg.locator("#compare tbody tr").count() == 4  # two combinations of each run
+        assert canvas_has_ink(pg, "#compare-chart")
+        assert pg.errors == []  # type: ignore[attr-defined]
+    finally:
+        stop(server.proc)
