@@ -482,7 +482,7 @@ def fetch_records(lake: Lake, info: RemoteInfo, backend: Backend, report: PullRe
             report.segments += 1
 
 
-def _verified_object(lake: Lake, artifact_id: str, row: sqlite3.Row, data: bytes, where: str) -> None:
+def _verified_object(artifact_id: str, row: sqlite3.Row, data: bytes, where: str) -> None:
     """Refuse bytes whose file hash or content id differ from the record (a :class:`DamagedObject`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -520,7 +520,7 @@ def fetch_object(lake: Lake, artifact_id: str, backend: Backend, report: PullRep
             report.reused += 1
         return
     data = backend.get(_object_key(artifact_id))
-    _verified_object(lake, artifact_id, row, data, backend.url)
+    _verified_object(artifact_id, row, data, backend.url)
     staged = stage(lake.root)
     try:
         staged.handle.write(data)

@@ -59,15 +59,11 @@ def sweep(combos: int) -> tuple[list[int], list[int]]:
     return fast, list(range(fast[-1] + 1, fast[-1] + 1 + ns))
 
 
-def child(root: str, strategy: str, combos: int) -> None:
-    """One `experiments execute` of the sweep (forced, so nothing is reused); prints its numbers as JSON."""
-    from artifact_lake.experiments import create, execute, parse_spec
-    from artifact_lake.projections import Lake
-
-    fast, slow = sweep(combos)
-    spec = f"""
+def sweep_spec(name: str, strategy: str, fast: list[int], slow: list[int]) -> str:
+    """The spec of a fast x slow sweep of ``strategy`` over the lake's ``px``."""
+    return f"""
 kind = "backtest"
-name = "bench-{strategy}"
+name = "{name}"
 [inputs]
 ohlcv = ["px"]
 [strategy]
@@ -76,6 +72,14 @@ name = "{strategy}"
 fast = {fast}
 slow = {slow}
 """
+
+
+def child(root: str, strategy: str, combos: int) -> None:
+    """One `experiments execute` of the sweep (forced, so nothing is reused); prints its numbers as JSON."""
+    from artifact_lake.experiments import create, execute, parse_spec
+    from artifact_lake.projections import Lake
+
+    spec = sweep_spec(f"bench-{strategy}", strategy, *sweep(combos))
     lake = Lake.open(root)
     exp, _ = create(lake, parse_spec(spec), replace=True)
     t0 = time.perf_counter()

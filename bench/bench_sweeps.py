@@ -25,8 +25,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_plugins import PLUGIN  # noqa: E402  the user's numpy sma cross, as a user would write it
-from bench.bench_plugins import sweep as windows  # noqa: E402  fast and slow lists of a given product
+# the user's numpy sma cross as a user would write it, and fast x slow sweeps of a given size
+from bench.bench_plugins import PLUGIN, sweep_spec  # noqa: E402
+from bench.bench_plugins import sweep as windows  # noqa: E402
 
 
 def peak_rss() -> int:
@@ -66,20 +67,9 @@ def child(mode: str, root: str, strategy: str, combos: int) -> None:
         sim.run_grid(bars, f, s)
         out["wall"] = time.perf_counter() - t0
     else:
-        spec = f"""
-kind = "backtest"
-name = "bench-{strategy}-{combos}"
-[inputs]
-ohlcv = ["px"]
-[strategy]
-name = "{strategy}"
-[sweep]
-fast = {fast}
-slow = {slow}
-"""
-        warm = spec.replace(f"bench-{strategy}-{combos}", "warm").replace(f"fast = {fast}", "fast = [2, 3]")
-        warm = warm.replace(f"slow = {slow}", "slow = [" + ", ".join(str(x) for x in range(10, 61)) + "]")
+        warm = sweep_spec("warm", strategy, [2, 3], list(range(10, 61)))  # 102 combinations: the chunked path
         execute(lake, create(lake, parse_spec(warm), replace=True)[0].id, force=True)  # warm caches, as for run_grid
+        spec = sweep_spec(f"bench-{strategy}-{combos}", strategy, fast, slow)
         exp, _ = create(lake, parse_spec(spec), replace=True, max_combinations=combos)
         t0 = time.perf_counter()
         run = execute(lake, exp.id, force=True)

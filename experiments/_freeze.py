@@ -39,18 +39,22 @@ if TYPE_CHECKING:
     from artifact_lake.artifact_store import Lake
 
 
+def _section(raw: Any, name: str, keys: dict[str, tuple[type, ...]]) -> dict[str, Any]:
+    """A spec section of known keys, each of its type (one line naming the first wrong key)."""
+    if not isinstance(raw, Mapping):
+        raise _fail(name, f"must be a table of keys ({', '.join(keys)})")
+    for key, value in raw.items():
+        if key not in keys:
+            raise _unknown(f"{name}.", key, keys)
+        _check_value(f"{name}.{key}", value, keys[key])
+    return dict(raw)
+
+
 def _freeze_portfolio(raw: Any) -> dict[str, Any]:
     """The ``[portfolio]`` section of a portfolio strategy's spec: direction (long or both) and min_trade."""
     if raw is None:
         return {}
-    if not isinstance(raw, Mapping):
-        raise _fail("portfolio", "must be a table of keys (direction, min_trade)")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in PORTFOLIO_KEYS:
-            raise _unknown("portfolio.", key, PORTFOLIO_KEYS)
-        _check_value(f"portfolio.{key}", value, PORTFOLIO_KEYS[key])
-        out[key] = value
+    out = _section(raw, "portfolio", PORTFOLIO_KEYS)
     if out.get("direction", "long") not in ("long", "both"):
         raise _fail("portfolio.direction", f"must be long or both, not {out['direction']!r}")
     mt = out.get("min_trade", 0.0)
@@ -63,14 +67,7 @@ def _freeze_results(raw: Any, params: Mapping[str, Any], spec: ExperimentSpec) -
     """The ``[results]`` section (signal strategies): equity all or best, best, by, ascending, pin."""
     from ._tables import METRIC_COLUMNS
 
-    if not isinstance(raw, Mapping):
-        raise _fail("results", "must be a table of keys (equity, best, by, ascending, pin)")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key not in RESULTS_KEYS:
-            raise _unknown("results.", key, RESULTS_KEYS)
-        _check_value(f"results.{key}", value, RESULTS_KEYS[key])
-        out[key] = value
+    out = _section(raw, "results", RESULTS_KEYS)
     if out.get("equity", "best") not in ("all", "best"):
         raise _fail("results.equity", f"must be all or best, not {out['equity']!r}")
     if out.get("best", 0) < 0:

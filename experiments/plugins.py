@@ -361,7 +361,7 @@ def source_table(c: Closure) -> Any:
     )
 
 
-def source_diff(recorded: Mapping[str, str], current: Mapping[str, str], label: str) -> str:
+def source_diff(recorded: Mapping[str, str], current: Mapping[str, str]) -> str:
     """A unified diff between the recorded files and the installed ones."""
     out: list[str] = []
     for path in sorted(set(recorded) | set(current)):

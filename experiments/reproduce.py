@@ -210,7 +210,7 @@ def code_changes(lake: Lake, run: tracker.Run) -> list[dict[str, Any]]:
         else:
             note = ""
         same = next((c["plugin"] for c in out if c["recorded"] == rec["hash"] and c["installed"] == now.hash), None)
-        diff = f"(same files as {same})\n" if same else note + plugins.source_diff(old, now.files, name)
+        diff = f"(same files as {same})\n" if same else note + plugins.source_diff(old, now.files)
         out.append(
             {
                 "plugin": name,

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from .ray_executor import RayExecutor
     from .spec import ExperimentSpec
 
-Progress = Callable[[int, int, str], None]
+Progress = sweep.Progress
 
 
 @dataclass(frozen=True)
@@ -416,9 +416,7 @@ def _best_of_sweep(
     t0 = time.perf_counter()
     pairs = sweep.select(rows, keep, spec)
     again: dict[str, float] = {}
-    trades, equity, kept = _backtests(
-        bars, sweep.selected_runs(combos, spec, pairs), len(pairs), None, again, combos.rerun
-    )
+    trades, equity, kept = _backtests(bars, sweep.selected_runs(spec, pairs), len(pairs), None, again, combos.rerun)
     index = {
         (c, s): i
         for i, (c, s) in enumerate(

@@ -28,7 +28,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -419,7 +419,7 @@ class ChunkedSweep:
                 staging["seconds"] += time.perf_counter() - t0
             finish(k, result.rows, combos)
 
-        with stage.held() if stage is not None else _nothing():
+        with stage.held() if stage is not None else nullcontext():
             if self.executor is None:
                 c = self.c
                 for k, chunk in missing():
@@ -469,11 +469,6 @@ class ChunkedSweep:
         return self.executor.record()
 
 
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
-
-
 def select(metrics: pa.Table, keep: Keep, spec: ExperimentSpec) -> list[tuple[int, str]]:
     """The (combination, symbol) pairs that keep per-bar equity and trades, in combination then symbol order:
     on each symbol the ``keep.best`` best by ``keep.by`` (NaN last, ties to the lower combination), and every
@@ -493,9 +488,7 @@ def select(metrics: pa.Table, keep: Keep, spec: ExperimentSpec) -> list[tuple[in
     return sorted(chosen)
 
 
-def selected_runs(
-    combos: Any, spec: ExperimentSpec, pairs: list[tuple[int, str]]
-) -> Iterator[tuple[int, dict[str, Any], str]]:
+def selected_runs(spec: ExperimentSpec, pairs: list[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any], str]]:
     """(combination index, its parameters, symbol) of every selected pair, walking the sweep once."""
     by_combo: dict[int, list[str]] = {}
     for c, s in pairs:
@@ -503,6 +496,3 @@ def selected_runs(
     for c, values in enumerate(spec.iter_combos()):
         for s in by_combo.get(c, []):
             yield c, values, s
-
-
-RunOne = Callable[[dict[str, Any], str, Any], Any]

@@ -6,9 +6,7 @@ No in-process mock: the client (obstore) talks HTTP to it as it would to S3.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
@@ -16,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 
 
 @pytest.fixture(scope="session")
@@ -40,12 +38,7 @@ def moto_endpoint(tmp_path_factory):
                 pytest.fail(f"moto_server did not answer on {url}: {log.read_text()[-2000:]}")
             time.sleep(0.1)
     yield url
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    stop_process(proc)
 
 
 @pytest.fixture

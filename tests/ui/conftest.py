@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_process
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -58,16 +56,7 @@ def start_ui(lake: Path, *extra: str) -> Server:
     raise AssertionError("lake ui did not start listening in 30 s")
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-    if proc.stderr:
-        proc.stderr.close()
+stop = stop_process
 
 
 @pytest.fixture(scope="session")
