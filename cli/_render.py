@@ -302,9 +302,19 @@ METRIC_COLUMNS = ("total_return", "sharpe", "max_drawdown", "n_trades", "final_e
 
 
 def _metrics_table(rows: list[dict[str, Any]], swept: list[str], title: str | None = None) -> None:
+    from artifact_lake.experiments.report import format_params
+
     labelled = any("strategy" in m for m in rows)  # a train experiment: policy, buy_and_hold, flat
     cols = ["combo", "symbol", *(["strategy"] if labelled else []), *swept, *METRIC_COLUMNS]
-    cells = [[_symbol(m.get(c)) if c == "symbol" else format_metric(c, m.get(c)) for c in cols] for m in rows]
+
+    def cell(m: dict[str, Any], c: str) -> str:
+        if c == "symbol":
+            return _symbol(m.get(c))
+        if c in swept:  # a parameter as the spec wrote it (a learning rate of 0.0003 is not 0.00)
+            return format_params({c: m.get(c)}).partition("=")[2]
+        return format_metric(c, m.get(c))
+
+    cells = [[cell(m, c) for c in cols] for m in rows]
     right = tuple(c for c in cols if c not in ("symbol", "strategy"))
     print_rows(cols, cells, title=title, right=right)
 

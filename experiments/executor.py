@@ -13,7 +13,10 @@ Invariants:
   committed, so a run whose process died reads as ``interrupted``.
 * Input that never could run (a crafted policy) is refused by the runner's ``precheck`` before a run is
   recorded.
-* The executor has no branch on strategy names or kinds of work: :func:`runners.runner_for` chooses.
+* The executor has no branch on strategy names or kinds of work: :func:`runners.runner_for` chooses. The
+  one exception is a trial sweep (a train spec with a ``[sweep]``, :mod:`.trials`): its trials are
+  experiments of their own, each executed (or, on Ray, recorded and published) as any experiment, and the
+  sweep's run publishes their summary with lineage to every trial's results.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ from typing import TYPE_CHECKING, Any
 from artifact_lake.artifact_store import openlineage
 from artifact_lake.schemas.errors import LakeError
 
-from . import plugins, tracker
+from . import plugins, tracker, train, trials
 from ._freeze import freeze
 from ._inputs import verify_inputs
+from ._version import code_version
 from .errors import SimError
-from .ray_executor import ExecutorError, open_executor
+from .ray_executor import ExecutorError, open_executor, worker_env
 from .runners import Progress, Runner, runner_for
 from .spec import ExperimentSpec
 
@@ -65,6 +69,8 @@ class Computed:
     """What the look-ahead guard checked (empty when no user plugin ran)."""
     cleanup: Callable[[], None] | None = None
     """Removes what the work staged (a sweep's chunks), once the results are published."""
+    lineage: list[str] = field(default_factory=list)
+    """Artifacts the results derive from beside the frozen inputs (a trial sweep's trials' results)."""
 
 
 def compute(
@@ -94,8 +100,48 @@ def compute(
     t0 = time.perf_counter()
     verify_inputs(lake, spec)
     timings["verify"] = time.perf_counter() - t0
+    if trials.is_trial_sweep(spec):
+        return _compute_trials(lake, spec, progress, timings)
     out = runner_for(spec).compute(lake, spec, progress, timings, resume=resume, executor=executor)
     return Computed(out.tables, timings, out.code, out.checks, out.cleanup)
+
+
+def _compute_trials(lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, Any]) -> Computed:
+    """Every trial of a trial sweep computed here, one after another, nothing published or recorded (what a
+    reproduction runs): the sweep's summary, with the ids each trial's results would publish as."""
+    from artifact_lake.artifact_store.hashing import content_id
+
+    children = trials.trial_specs(spec)
+    outcomes: dict[int, trials.Outcome] = {}
+    code: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    for k, child in enumerate(children):
+        computed = compute(lake, child, _trial_progress(progress, k, len(children)))
+        tables = conform_results(lake, computed.tables)
+        ids = {}
+        for role, table in tables.items():
+            schema = lake.registry.get(RESULT_TYPES[role])
+            ids[role] = content_id(table, schema.name, schema.version)
+        device = str(computed.timings.get("device", "cpu"))
+        outcomes[k] = trials.Outcome(k, child.id, ids, trials.policy_row(tables["metrics"]), device=device)
+        code.update(computed.code)
+    timings["trials"] = time.perf_counter() - t0
+    checks = {"trials": [o.record() for o in outcomes.values()]}
+    return Computed(
+        {"metrics": trials.summary(spec, outcomes)}, timings, code, checks, lineage=trials.lineage(outcomes)
+    )
+
+
+def _trial_progress(progress: Progress | None, k: int, n: int) -> Progress | None:
+    """A trial's progress, labelled with the trial."""
+    if progress is None:
+        return None
+    outer = progress
+
+    def report(done: int, total: int, what: str) -> None:
+        outer(done, total, f"trial {k + 1}/{n}: {what}")
+
+    return report
 
 
 def conform_results(lake: Lake, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
@@ -117,7 +163,9 @@ def conform_results(lake: Lake, tables: dict[str, pa.Table]) -> dict[str, pa.Tab
 
 
 def current_plugin_hashes(spec: ExperimentSpec, lake: Lake) -> dict[str, str]:
-    """The code hash of every user plugin ``spec`` runs, as installed now."""
+    """The code hash of every user plugin ``spec`` runs, as installed now (a trial sweep: its trials')."""
+    if trials.is_trial_sweep(spec):
+        return {k: v for child in trials.trial_specs(spec) for k, v in trials.code_hashes(child).items()}
     return {p.name: plugins.closure(p).hash for p in runner_for(spec).user_plugins(spec, lake)}
 
 
@@ -155,22 +203,14 @@ def _execute(
     events = openlineage.run_events(lake)  # before any work: configured without the extra, the lake stays unchanged
     exp = tracker.get_experiment(lake.db, ref)
     runner = runner_for(exp.spec)
-    if pool is not None and pool.name not in runner.executors:
+    sweep_of_trials = trials.is_trial_sweep(exp.spec)
+    if pool is not None and pool.name not in runner.executors and not sweep_of_trials:
         raise ExecutorError(
             f"--executor {pool.name}: a {runner.name} run runs only locally (the ray executor ships the chunks"
-            " of a signal strategy's sweep; see docs/scale-out.md)"
+            " of a signal strategy's sweep and the trials of a train sweep; see docs/scale-out.md)"
         )
-    if not force:
-        hashes = current_plugin_hashes(exp.spec, lake)
-        for run in tracker.runs_of(lake.db, exp.id):
-            recorded = {name: rec.get("hash") for name, rec in run.plugins.items()}
-            if run.status == "succeeded" and run.code_version == tracker.code_version() and recorded == hashes:
-                present = all(
-                    lake.db.execute("SELECT 1 FROM artifacts WHERE id = ?", (i,)).fetchone()
-                    for i in run.results.values()
-                )
-                if present:
-                    return tracker.Run(**{**run.to_dict(), "reused": True})
+    if not force and (reused := _reusable(lake, exp)) is not None:
+        return reused
     runner.precheck(lake, exp.spec)
     lake.require_writable("experiments execute")
     device = runner.device(exp.spec)
@@ -181,7 +221,10 @@ def _execute(
         started = entered  # the run's duration is the whole call's, and its timings account for it
         timings = {"prepare": time.perf_counter() - entered}
         try:
-            computed = compute(lake, exp.spec, progress, resume=True, timings=timings, executor=pool)
+            if sweep_of_trials:
+                computed = _run_trials(lake, exp, force, progress, pool, timings)
+            else:
+                computed = compute(lake, exp.spec, progress, resume=True, timings=timings, executor=pool)
             done = _publish(lake, exp, run.id, computed, runner, started)
         except LakeError as exc:
             tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started, error=str(exc))
@@ -207,6 +250,99 @@ def _execute(
     return done
 
 
+def _reusable(lake: Lake, exp: tracker.Experiment) -> tracker.Run | None:
+    """A succeeded run of ``exp`` by this code version and these plugin hashes whose results are all here."""
+    hashes = current_plugin_hashes(exp.spec, lake)
+    for run in tracker.runs_of(lake.db, exp.id):
+        recorded = {name: rec.get("hash") for name, rec in run.plugins.items()}
+        if run.status == "succeeded" and run.code_version == tracker.code_version() and recorded == hashes:
+            present = all(
+                lake.db.execute("SELECT 1 FROM artifacts WHERE id = ?", (i,)).fetchone() for i in run.results.values()
+            )
+            if present:
+                return tracker.Run(**{**run.to_dict(), "reused": True})
+    return None
+
+
+def _run_trials(
+    lake: Lake,
+    exp: tracker.Experiment,
+    force: bool,
+    progress: Progress | None,
+    pool: RayExecutor | None,
+    timings: dict[str, Any],
+) -> Computed:
+    """A trial sweep's run: each trial recorded as an experiment of its own; those with a reusable run taken
+    as they are (unless ``force``), the others executed here one after another or, with a Ray ``pool``, one
+    per task, each recorded and published as it comes back. Returns the sweep's summary (not yet published)."""
+    from artifact_lake import sim
+
+    spec = exp.spec
+    t0 = time.perf_counter()
+    sim.warm()
+    timings["imports"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    verify_inputs(lake, spec)
+    timings["verify"] = time.perf_counter() - t0
+    children = [tracker.put_experiment(lake.db, child, replace=True)[0] for child in trials.trial_specs(spec)]
+    n = len(children)
+    outcomes: dict[int, trials.Outcome] = {}
+    for k, child in enumerate(children):
+        if not force and (run := _reusable(lake, child)) is not None:
+            outcomes[k] = _outcome(lake, k, run)
+    todo = [k for k in range(n) if k not in outcomes]
+    t0 = time.perf_counter()
+    if pool is None:
+        for k in todo:
+            run = _execute(lake, children[k].id, force, _trial_progress(progress, k, n), None, time.perf_counter())
+            outcomes[k] = _outcome(lake, k, run)
+    elif todo:
+        bars = train.train_bars(lake, spec)  # one symbol, the same for every trial: put in Ray's store once
+        version = code_version()
+        jobs = ((k, (children[k].spec.doc, trials.code_hashes(children[k].spec), version)) for k in todo)
+        gpu = any(trials.may_use_gpu(children[k].spec) for k in todo)
+        for k, trained in pool.map_unordered(trials.train_trial, bars, jobs, worker_env(), gpu=gpu):
+            outcomes[k] = _outcome(lake, k, _record_trial(lake, children[k], trained, pool))
+            if progress is not None:
+                progress(len(outcomes), n, f"trial {k + 1}/{n} trained on {trained.timings.get('device', 'cpu')}")
+    timings["trials"] = time.perf_counter() - t0
+    code = {
+        p.name: plugins.closure(p) for child in children for p in runner_for(child.spec).user_plugins(child.spec, lake)
+    }
+    executor = pool.record() if pool is not None else {"name": "local"}
+    checks = {"trials": [outcomes[k].record() for k in range(n)], "executor": executor}
+    return Computed(
+        {"metrics": trials.summary(spec, outcomes)}, timings, code, checks, lineage=trials.lineage(outcomes)
+    )
+
+
+def _outcome(lake: Lake, k: int, run: tracker.Run) -> trials.Outcome:
+    metrics = trials.policy_row(lake.read(run.results["metrics"]))
+    return trials.Outcome(k, run.experiment, dict(run.results), metrics, run.id, run.reused, run.device or "cpu")
+
+
+def _record_trial(lake: Lake, exp: tracker.Experiment, trained: trials.Trained, pool: RayExecutor) -> tracker.Run:
+    """Record and publish a trial a Ray task trained, as its own run (the device it ran on, its timings)."""
+    runner = runner_for(exp.spec)
+    code = {p.name: plugins.closure(p) for p in runner.user_plugins(exp.spec, lake)}
+    checks = {**trained.checks, "executor": pool.record()}
+    computed = Computed(dict(trained.tables), dict(trained.timings), code, checks)
+    started = time.perf_counter() - float(trained.timings.get("task", 0.0))
+    with tracker.run_lock(lake.root) as lock:
+        run = tracker.new_run(lake.db, exp.id, device=str(trained.timings.get("device", "cpu")), lock=lock)
+        try:
+            return _publish(lake, exp, run.id, computed, runner, started)
+        except Exception as exc:
+            tracker.finish_run(
+                lake.db,
+                run.id,
+                status="failed",
+                duration=time.perf_counter() - started,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise
+
+
 def _publish(
     lake: Lake, exp: tracker.Experiment, run_id: str, computed: Computed, runner: Runner, started: float
 ) -> tracker.Run:
@@ -217,7 +353,7 @@ def _publish(
     tables = conform_results(lake, computed.tables)
     computed.timings["checks"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    inputs = sorted({i for ids in exp.spec.inputs.values() for i in ids})
+    inputs = sorted({i for ids in exp.spec.inputs.values() for i in ids} | set(computed.lineage))
     items = []
     for role, table in tables.items():
         meta: dict[str, Any] = {"experiment": exp.id, "role": role, **runner.result_meta(exp.spec, role)}

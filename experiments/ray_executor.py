@@ -130,6 +130,8 @@ class RayExecutor:
         self.tasks = 0
         self.connect_seconds = 0.0
         self._cpus = 0
+        self.gpus = 0
+        """GPUs in the cluster (known once connected)."""
 
     def connect(self) -> None:
         """Connect (or start a local cluster) once; a cluster that cannot be reached is one line."""
@@ -156,17 +158,26 @@ class RayExecutor:
                 raise ExecutorError(f"cannot connect to the Ray cluster ({self.kind}): {line}") from exc
             self.started = True
         self.connected = True
-        self._cpus = int(ray.cluster_resources().get("CPU", 1))
+        resources = ray.cluster_resources()
+        self._cpus = int(resources.get("CPU", 1))
+        self.gpus = int(resources.get("GPU", 0))
         self.connect_seconds = time.perf_counter() - t0
 
     def map_unordered(
-        self, fn: Callable[..., Any], shared: Any, jobs: Iterable[tuple[K, tuple[Any, ...]]], env: dict[str, str]
+        self,
+        fn: Callable[..., Any],
+        shared: Any,
+        jobs: Iterable[tuple[K, tuple[Any, ...]]],
+        env: dict[str, str],
+        *,
+        gpu: bool = False,
     ) -> Iterator[tuple[K, Any]]:
         """``fn(shared, *args)`` for each ``(key, args)`` of ``jobs`` as a Ray task, ``(key, result)`` as each
         finishes (any order). ``shared`` is put in the object store once; at most
         :data:`IN_FLIGHT_PER_CPU` x the cluster's CPUs tasks are in flight, and the next ones are submitted
         only after the caller took a result. A task's exception is raised here as it was raised there (a
-        :class:`LakeError` keeps its class and its one line)."""
+        :class:`LakeError` keeps its class and its one line). With ``gpu`` each task asks for one GPU when the
+        cluster has any (:attr:`gpus`), else it runs on a CPU."""
         import itertools
 
         import ray
@@ -177,9 +188,12 @@ class RayExecutor:
             return
         todo = itertools.chain([first], todo)
         self.connect()
-        remote = ray.remote(fn).options(num_cpus=1, runtime_env={"env_vars": env})
+        resources: dict[str, Any] = {"num_cpus": 1}
+        if gpu and self.gpus:
+            resources["num_gpus"] = 1
+        remote = ray.remote(fn).options(**resources, runtime_env={"env_vars": env})
         shared_ref = ray.put(shared)
-        limit = max(2, IN_FLIGHT_PER_CPU * self._cpus)
+        limit = max(2, IN_FLIGHT_PER_CPU * (self.gpus if "num_gpus" in resources else self._cpus))
         pending: dict[Any, K] = {}
         more = True
         try:
@@ -223,7 +237,7 @@ class RayExecutor:
 
         out: dict[str, Any] = {"name": self.name, "ray_version": ray.__version__, "address": self.kind}
         if self.connected:
-            out |= {"nodes": sum(1 for n in ray.nodes() if n.get("Alive")), "cpus": self._cpus}
+            out |= {"nodes": sum(1 for n in ray.nodes() if n.get("Alive")), "cpus": self._cpus, "gpus": self.gpus}
         return out | {"tasks": self.tasks}
 
     def close(self) -> None:

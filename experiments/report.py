@@ -88,7 +88,14 @@ def strategy_params(exp: tracker.Experiment, combo: int) -> dict[str, Any]:
 
     doc = exp.spec.doc
     if exp.kind == "train":
-        return {f"{sec}.{k}": v for sec in ("env", "reward", "trainer") for k, v in sorted(doc.get(sec, {}).items())}
+        if doc.get("sweep"):  # a trial sweep: trial ``combo``'s own settings
+            from .train import trial_doc
+
+            doc = trial_doc(exp.spec, combo, exp.spec.combos()[combo])
+        settings = {
+            f"{sec}.{k}": v for sec in ("env", "reward", "trainer") for k, v in sorted(doc.get(sec, {}).items())
+        }
+        return {"seed": doc["seed"], **settings} if exp.spec.doc.get("sweep") else settings
     chosen = exp.spec.combos()[combo]
     params = {k: v for k, v in chosen.items() if k not in ("name", "symbols")}
     for key, default in strategy_defaults(str(chosen.get("name"))).items():
@@ -249,7 +256,9 @@ def plot(lake: Lake, ref: str, out: str, *, max_lines: int = 12) -> PlotReport:
 
     exp, run = latest_run(lake, ref)
     path = Path(out)
-    if exp.kind == "train":
+    if exp.kind == "train" and exp.spec.doc.get("sweep"):
+        fig, report = _plot_trials(lake, exp, run, path, max_lines)
+    elif exp.kind == "train":
         fig, report = _plot_train(lake, exp, run, path)
     else:
         fig, report = _plot_backtest(lake, exp, run, path, max_lines)
@@ -436,12 +445,12 @@ def validation_equity(lake: Lake, exp: tracker.Experiment, run: tracker.Run) -> 
     Returns ``ts`` (all bars), ``close`` (all bars), ``split`` (index of the first validation bar),
     ``symbol`` and ``equity`` ({strategy: (ts, values)}) of the validation bars.
     """
-    from .train import _constant, _market, load_policy
+    from .train import _constant, _market, load_policy, train_bars
 
     agent, _, _ = load_policy(lake, run.results["policy"])  # first: without torch, one line naming the extra
     from artifact_lake.sim.policy import backtest
 
-    symbol, market = _market(lake, exp.spec)
+    symbol, market = _market(train_bars(lake, exp.spec), exp.spec)
     start, _, end = market.start_range("validation")
     results = {
         "policy": backtest(agent, market, start, end),
@@ -516,6 +525,65 @@ def _plot_train(lake: Lake, exp: tracker.Experiment, run: tracker.Run, path: Pat
     _legend(top, "strategy, total return, Sharpe")
     fig.suptitle(f"{exp.name} (run {run.id[:8]}): PPO policy on {val['symbol']}", fontsize=11)
     return fig, PlotReport(out=path, kind=exp.kind, drawn=drawn, selection="policy, buy_and_hold and flat")
+
+
+def _plot_trials(
+    lake: Lake, exp: tracker.Experiment, run: tracker.Run, path: Path, max_lines: int
+) -> tuple[Figure, PlotReport]:
+    """A trial sweep: every trial's training curve, and its policy's validation equity beside buy-and-hold
+    (at most ``max_lines`` trials, the best by validation total return; the rest named as left out)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = lake.read(run.results["metrics"]).to_pylist()
+    curves = [
+        Curve(int(m["combo"]), str(m["symbol"]), "policy", float(m["total_return"]), float(m["sharpe"])) for m in rows
+    ]
+    drawn, left, selection = choose_curves(curves, max_lines)
+    selection = selection.replace("curves", "trials")
+    fig = plt.figure(figsize=(13, 10), layout="constrained")
+    grid = fig.add_gridspec(3, 1, height_ratios=[2.2, 3, 1.3])
+    learn = fig.add_subplot(grid[0])
+    top = fig.add_subplot(grid[1])
+    bottom = fig.add_subplot(grid[2], sharex=top)
+    labels = {int(m["combo"]): format_params({k: m[k] for k in exp.spec.swept}) for m in rows}
+    width = max(len(f"#{c.combo} {labels[c.combo]}") for c in drawn)
+    val: dict[str, Any] = {}
+    for i, c in enumerate(drawn):
+        trial = tracker.get_experiment(lake.db, str(rows[c.combo]["experiment"]))
+        trial_run = next(r for r in tracker.runs_of(lake.db, trial.id) if r.status == "succeeded")
+        curve = lake.read(trial_run.results["training_curve"]).to_pydict()
+        style = _style(i)
+        learn.plot(
+            np.asarray(curve["steps"], float), np.asarray(curve["episodic_return"], float), linewidth=1.1, **style
+        )
+        val = validation_equity(lake, trial, trial_run)
+        vts, values = val["equity"]["policy"]
+        text = f"#{c.combo} {labels[c.combo]}".ljust(width)
+        label = f"{text}  {format_percent(c.total_return):>8}  Sharpe {format_number(c.sharpe):>6}"
+        top.plot(vts, values, linewidth=1.2, label=label, **style)
+        bottom.plot(vts, _drawdown(values), linewidth=0.9, **style)
+    vts, hold = val["equity"]["buy_and_hold"]  # the same bars for every trial
+    top.plot(vts, hold, linewidth=1.1, color="0.35", linestyle="--", label="buy_and_hold".ljust(width))
+    bottom.plot(vts, _drawdown(hold), linewidth=0.9, color="0.35", linestyle="--")
+    learn.set_xlabel("environment steps")
+    learn.set_ylabel("episodic return")
+    learn.set_title(f"training curves of {len(drawn)} trials", loc="left", fontsize=10)
+    learn.grid(alpha=0.3)
+    top.set_title(f"validation on {val['symbol']} from {_when(vts[0])}: equity", loc="left", fontsize=10)
+    top.set_ylabel("equity")
+    _money_axis(top)
+    top.grid(alpha=0.3)
+    top.tick_params(labelbottom=False)
+    bottom.set_ylabel("drawdown")
+    _percent_axis(bottom)
+    bottom.grid(alpha=0.3)
+    _time_axis(bottom, vts)
+    _legend(top, "trial, total return, Sharpe (validation)")
+    if left:
+        fig.text(0.01, 0.005, _left_out_text(left), fontsize=8, va="bottom")
+    fig.suptitle(f"{exp.name} (run {run.id[:8]}): {len(rows)} PPO trials on {val['symbol']}", fontsize=11)
+    return fig, PlotReport(out=path, kind=exp.kind, drawn=drawn, left_out=left, selection=selection)
 
 
 def _when(t: Any) -> str:

@@ -143,27 +143,39 @@ def checked_plugins(name: str, code: Mapping[str, str], version: str) -> tuple[P
     naming the plugin and both hashes) when their code is not the code the driver recorded."""
     from .strategies import signal_plugin
 
+    check_version(version)
+    try:
+        strategy = signal_plugin(name)
+    except SpecError as exc:
+        raise PluginError(f"a Ray worker cannot resolve strategy {name!r} ({_loads()}): {exc}") from exc
+    indicators = [i for i in plugins.used_indicators(strategy) if not i.builtin]
+    check_hashes({p.name: plugins.closure(p).hash for p in [strategy, *indicators] if not p.builtin}, code)
+    return strategy, indicators
+
+
+def check_version(version: str) -> None:
+    """Refuse to work when this process runs another artifact-lake code version than the driver recorded."""
     mine = code_version()
     if mine != version:
         raise PluginError(
             f"this Ray worker runs artifact-lake code {mine}, the driver {version}: a cluster running other code"
             " than was recorded would break reproducibility (install the same version on every node)"
         )
-    where = f"{plugins.ENV}={os.environ.get(plugins.ENV, '')!r}"
-    try:
-        strategy = signal_plugin(name)
-    except SpecError as exc:
-        raise PluginError(f"a Ray worker cannot resolve strategy {name!r} ({where}): {exc}") from exc
-    indicators = [i for i in plugins.used_indicators(strategy) if not i.builtin]
-    here = {p.name: plugins.closure(p).hash for p in [strategy, *indicators] if not p.builtin}
+
+
+def check_hashes(here: Mapping[str, str], code: Mapping[str, str]) -> None:
+    """Refuse to work when a user plugin's code hash here differs from the driver's (one line naming both)."""
     for plugin in sorted(set(here) | set(code)):
         if here.get(plugin) != code.get(plugin):
             raise PluginError(
                 f"plugin {plugin!r} differs on a Ray worker: code {here.get(plugin, 'none (built-in or not used)')}"
                 f" there, {code.get(plugin, 'none (built-in or not used)')} on the driver; a cluster running other"
-                f" code than was recorded would break reproducibility (the worker loads {where})"
+                f" code than was recorded would break reproducibility (the worker loads {_loads()})"
             )
-    return strategy, indicators
+
+
+def _loads() -> str:
+    return f"{plugins.ENV}={os.environ.get(plugins.ENV, '')!r}"
 
 
 def _writable(bars: dict[str, Any]) -> dict[str, Any]:

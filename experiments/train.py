@@ -6,6 +6,7 @@ the ``policy`` strategy, which backtests a stored policy like any other strategy
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +20,6 @@ from .errors import SimError, SpecError
 from .spec import _check_value, _unknown, check_symbols, input_symbols
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     import pyarrow as pa
 
     from artifact_lake.artifact_store import Lake as StoreLake
@@ -42,43 +41,39 @@ def require_torch(feature: str = "training and policy backtests") -> None:
         raise MissingExtra("rl", feature, "torch") from exc
 
 
+SWEEP_SECTIONS = ("trainer", "reward", "env", "execution")
+"""A train sweep's keys: ``seed`` and ``<section>.<key>`` of these sections (``env.symbol`` excepted)."""
+
+
 def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, freeze_inputs: Any) -> dict[str, Any]:
-    """Check a train spec's sections (each unknown key named) and freeze its inputs."""
-    from artifact_lake.sim import Execution
-
+    """Check a train spec's sections (each unknown key named) and freeze its inputs. A ``[sweep]`` of seeds or
+    hyperparameters makes a trial sweep (:mod:`.trials`): every trial's settings are checked here too."""
     require_torch()
-    from artifact_lake.sim.ppo import PPOConfig
+    if "strategy" in raw:
+        raise SpecError("spec key 'strategy': train experiments take [env], [reward], [execution] and [trainer]")
+    sections = {key: dict(raw.get(key) or {}) for key in SWEEP_SECTIONS}
+    for key, allowed in (("env", ENV_KEYS), ("reward", REWARD_KEYS)):
+        for k in sections[key]:
+            if k not in allowed:
+                raise _unknown(f"{key}.", k, allowed)
+    if "symbol" in sections["env"]:
+        _check_value("env.symbol", sections["env"]["symbol"], (str,))
+    _check_settings(sections, int(doc["seed"]), "spec")
+    doc.update(sections)
+    sweep = _freeze_sweep(raw.get("sweep"), sections)
+    if sweep:
+        from .spec import MAX_COMBINATIONS, ExperimentSpec, check_experiment_name
 
-    for key in ("strategy", "sweep"):
-        if key in raw:
-            raise SpecError(f"spec key {key!r}: train experiments take [env], [reward], [execution] and [trainer]")
-    env = dict(raw.get("env") or {})
-    for k in env:
-        if k not in ENV_KEYS:
-            raise _unknown("env.", k, ENV_KEYS)
-    if "symbol" in env:
-        _check_value("env.symbol", env["symbol"], (str,))
-    if "features" in env:
-        feature_plugins(env)
-    reward = dict(raw.get("reward") or {})
-    for k, v in reward.items():
-        if k not in REWARD_KEYS:
-            raise _unknown("reward.", k, REWARD_KEYS)
-        _check_value(f"reward.{k}", v, (int, float))
-    execution = dict(raw.get("execution") or {})
-    trainer = dict(raw.get("trainer") or {})
-    known = {f.name for f in fields(PPOConfig)}
-    for k in trainer:
-        if k not in known:
-            raise _unknown("trainer.", k, known)
-    try:
-        Execution.from_dict(execution)
-        env_config(env, reward, execution)
-        ppo_config(trainer, int(doc["seed"]))
-    except (ValueError, TypeError) as exc:
-        raise SpecError(f"spec: {exc}") from exc
-    doc.update({"env": env, "reward": reward, "execution": execution, "trainer": trainer})
+        doc["sweep"] = sweep
+        spec = ExperimentSpec(dict(doc))
+        if spec.n_combos > MAX_COMBINATIONS:
+            raise SpecError(f"spec key 'sweep': {spec.n_combos:,} trials, more than the limit of {MAX_COMBINATIONS:,}")
+        check_experiment_name(trial_name(spec, spec.n_combos - 1))
+        for k, combo in enumerate(spec.iter_combos()):
+            trial = trial_doc(spec, k, combo)
+            _check_settings({key: trial[key] for key in SWEEP_SECTIONS}, int(trial["seed"]), f"sweep trial {k}")
     doc["inputs"] = freeze_inputs(raw.get("inputs"), ("ohlcv",), lake)
+    env = sections["env"]
     if "symbol" in env:
         check_symbols(lake, doc["inputs"]["ohlcv"], [env["symbol"]], "env.symbol")
     else:
@@ -87,6 +82,106 @@ def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, f
             raise SpecError(
                 f"spec key 'env.symbol': the ohlcv inputs hold {', '.join(there)}; name the one to train on"
             )
+    return doc
+
+
+def _check_settings(sections: Mapping[str, dict[str, Any]], seed: int, where: str) -> None:
+    """The environment, reward, execution and trainer settings build (one line naming what is wrong)."""
+    from artifact_lake.sim import Execution
+
+    require_torch()
+    from artifact_lake.sim.ppo import PPOConfig
+
+    known = {f.name for f in fields(PPOConfig)}
+    for k in sections["trainer"]:
+        if k not in known:
+            raise _unknown("trainer.", k, known)
+    for k, v in sections["reward"].items():
+        _check_value(f"reward.{k}", v, (int, float))
+    if "features" in sections["env"]:
+        feature_plugins(sections["env"])
+    try:
+        Execution.from_dict(sections["execution"])
+        env_config(sections["env"], sections["reward"], sections["execution"])
+        ppo_config(sections["trainer"], seed)
+    except (ValueError, TypeError) as exc:
+        raise SpecError(f"{where}: {exc}") from exc
+
+
+def _freeze_sweep(raw: Any, sections: Mapping[str, dict[str, Any]]) -> dict[str, list[Any]]:
+    """A train ``[sweep]`` flattened to ``seed`` and ``section.key`` lists (TOML's ``trainer.lr = [...]`` and
+    ``"trainer.lr" = [...]`` are the same key)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec key 'sweep': must be a table of lists (seed, trainer.KEY, reward.KEY, env.KEY, ...)")
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    out: dict[str, list[Any]] = {}
+    for key, values in flat.items():
+        section, _, field = key.partition(".")
+        if key != "seed" and (section not in SWEEP_SECTIONS or not field or key == "env.symbol"):
+            raise SpecError(
+                f"unknown spec key 'sweep.{key}': a train sweep takes seed and trainer.KEY, reward.KEY, env.KEY or"
+                " execution.KEY (not env.symbol: one experiment trains on one symbol)"
+            )
+        allowed = _section_keys(section)
+        if key != "seed" and field not in allowed:
+            raise _unknown(f"sweep.{section}.", field, allowed)
+        if not isinstance(values, list) or not values:
+            raise SpecError(f"spec key 'sweep.{key}': must be a non-empty list of values")
+        if key == "seed":
+            for v in values:
+                _check_value("sweep.seed", v, (int,))
+        if key == "trainer.seed":
+            raise SpecError("spec key 'sweep.trainer.seed': sweep the top-level seed (sweep.seed)")
+        if len({_json_key(v) for v in values}) != len(values):
+            raise SpecError(
+                f"spec key 'sweep.{key}': the same value twice ({values!r}) would train the same trial twice"
+            )
+        out[key] = values
+    return out
+
+
+def _section_keys(section: str) -> set[str]:
+    """The keys a train spec's section takes."""
+    from artifact_lake.sim import Execution
+    from artifact_lake.sim.ppo import PPOConfig
+
+    dataclass = {"trainer": PPOConfig, "execution": Execution}.get(section)
+    if dataclass is not None:
+        return {f.name for f in fields(dataclass)}
+    return {"env": ENV_KEYS, "reward": REWARD_KEYS}.get(section, set())
+
+
+def _json_key(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True)
+
+
+def trial_name(spec: ExperimentSpec, k: int) -> str:
+    """Trial ``k`` of a train sweep is the train experiment ``<name>.trial-<k>``."""
+    return f"{spec.name}.trial-{k}"
+
+
+def trial_doc(spec: ExperimentSpec, k: int, combo: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec of trial ``k`` (``combo``: its swept values): the sweep's spec without ``[sweep]``, with those
+    values in their sections and the name :func:`trial_name`. A plain train spec, executable alone."""
+    doc = {
+        key: (dict(value) if isinstance(value, dict) else value) for key, value in spec.doc.items() if key != "sweep"
+    }
+    doc["name"] = trial_name(spec, k)
+    for key, value in combo.items():
+        if key == "seed":
+            doc["seed"] = value
+        else:
+            section, _, field = key.partition(".")
+            doc[section] = {**doc.get(section, {}), field: value}
     return doc
 
 
@@ -150,13 +245,18 @@ def ppo_config(trainer: dict[str, Any], seed: int) -> Any:
     return PPOConfig(**kw)
 
 
-def _market(lake: Lake, spec: ExperimentSpec) -> tuple[str, Any]:
-    from artifact_lake.sim import Market
-
+def train_bars(lake: Lake, spec: ExperimentSpec) -> dict[str, Any]:
+    """The one symbol's bars a train spec trains on (verified reads of its frozen inputs)."""
     symbol = spec.doc["env"].get("symbol")
     bars = bars_by_symbol(lake, spec.inputs["ohlcv"], [symbol] if symbol else [])
     if len(bars) != 1:
         raise SpecError(f"spec key 'env.symbol': the ohlcv inputs hold {', '.join(bars)}; name the one to train on")
+    return bars
+
+
+def _market(bars: Mapping[str, Any], spec: ExperimentSpec) -> tuple[str, Any]:
+    from artifact_lake.sim import Market
+
     symbol, b = next(iter(bars.items()))
     try:
         return symbol, Market(b, env_config(spec.doc["env"], spec.doc["reward"], spec.doc["execution"]))
@@ -171,6 +271,21 @@ def compute_train(
     timings: dict[str, Any],
     log: plugins.GuardLog | None = None,
 ) -> dict[str, pa.Table]:
+    """Train ``spec``'s policy on its frozen bars: ``policy``, ``training_curve`` and ``metrics`` tables."""
+    t0 = time.perf_counter()
+    bars = train_bars(lake, spec)
+    timings["load"] = time.perf_counter() - t0
+    return train_tables(bars, spec, progress, timings, log)
+
+
+def train_tables(
+    bars: Mapping[str, Any],
+    spec: ExperimentSpec,
+    progress: Any,
+    timings: dict[str, Any],
+    log: plugins.GuardLog | None = None,
+) -> dict[str, pa.Table]:
+    """:func:`compute_train` on bars already read (one symbol's): what a Ray trial runs."""
     import pyarrow as pa
 
     from artifact_lake.sim import VectorTradingEnv
@@ -179,9 +294,7 @@ def compute_train(
     from artifact_lake.sim.policy import backtest, to_rows
     from artifact_lake.sim.ppo import train
 
-    t0 = time.perf_counter()
-    symbol, market = _market(lake, spec)
-    timings["load"] = time.perf_counter() - t0
+    symbol, market = _market(bars, spec)
     if log is not None:
         guard_features(market, symbol, log)
     config = ppo_config(spec.doc["trainer"], int(spec.doc["seed"]))
