@@ -147,6 +147,7 @@ def test_a_builtin_sweep_on_ray_publishes_the_ids_of_a_local_run(cluster, tmp_pa
             "address": "connected by the caller",
             "nodes": 1,
             "cpus": 2,
+            "gpus": 0,
             "tasks": 7,
         }
         assert local.checks["sweep"]["executor"] == {"name": "local"}
@@ -192,6 +193,91 @@ def test_a_user_plugin_sweep_on_ray_publishes_the_ids_of_a_local_run(cluster, tm
     assert remote.checks["plugins"] == local.checks["plugins"]
     assert remote.checks["plugins"]["ray_breakout"]["combinations"] == 44 * 2
     assert remote.checks["plugins"]["ray_momentum"]["combinations"] == 2
+
+
+DIES_ONCE = '''
+import os
+from pathlib import Path
+
+import numpy as np
+from artifact_lake.sim import Bars, strategy
+
+MARK = Path(__file__).with_name("killed")
+
+
+@strategy
+def ray_dies_once(bars: Bars, n: int = 10) -> np.ndarray:
+    """Long while the close is above its n-bar mean. The first call in a Ray worker SIGKILLs that worker."""
+    if not MARK.exists() and Path("/proc/self/cmdline").read_bytes().startswith(b"ray::"):
+        MARK.write_text(str(os.getpid()))
+        os.kill(os.getpid(), 9)
+    c = bars.close
+    mean = np.convolve(c, np.ones(n) / n)[: len(c)]
+    out = (c > mean).astype(np.float64)
+    out[: n - 1] = np.nan
+    return out
+'''
+
+
+def test_a_worker_killed_mid_task_is_retried_and_the_result_is_identical(cluster, tmp_path, monkeypatch):
+    """A real kill: the plugin SIGKILLs the Ray worker running the first chunk; Ray retries the task on a new
+    worker, and the published ids equal a local run's."""
+    plugin = tmp_path / "dies.py"
+    plugin.write_text(DIES_ONCE)
+    monkeypatch.setenv("LAKE_PLUGINS", str(plugin))
+    _chunks_of(monkeypatch, 4)  # 12 combinations: 3 chunks
+    spec = USER.replace('name = "ray_breakout"', 'name = "ray_dies_once"').split("[sweep]")[0]
+    spec += "[sweep]\nn = [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]\n[results]\nbest = 2\n"
+    with _lake(tmp_path / "local", spec) as lk:
+        local = execute(lk, "u")  # in this process: nothing is killed
+    assert not (tmp_path / "killed").exists()
+    with _lake(tmp_path / "ray", spec) as lk:
+        remote = execute(lk, "u", executor="ray")
+    killed = int((tmp_path / "killed").read_text())
+    assert killed != os.getpid()
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed, 0)  # that worker is gone
+    assert remote.status == "succeeded" and remote.results == local.results
+    assert remote.checks["sweep"]["executor"]["tasks"] == 3  # the retry is Ray's, not a new task of ours
+
+
+TRAIN_SWEEP = """
+name = "t"
+kind = "train"
+[inputs]
+ohlcv = ["px"]
+[env]
+symbol = "A"
+window = 8
+episode_length = 64
+[trainer]
+total_steps = 512
+n_envs = 4
+n_steps = 64
+hidden = [8, 8]
+[sweep]
+seed = [1, 2, 3]
+"""  # trainer.device is auto: a trial asks for a GPU where the cluster has one
+
+
+def test_a_train_sweep_on_ray_runs_a_trial_per_task_with_the_ids_of_a_local_run(cluster, tmp_path):
+    with _lake(tmp_path / "local", TRAIN_SWEEP) as lk:
+        local = execute(lk, "t")
+        local_trials = {t["experiment"]: runs_of(lk.db, t["experiment"])[0].results for t in local.checks["trials"]}
+    with _lake(tmp_path / "ray", TRAIN_SWEEP) as lk:
+        remote = execute(lk, "t", executor="ray")
+        assert remote.results == local.results  # the summary, which names every trial's policy id
+        assert remote.checks["executor"]["name"] == "ray" and remote.checks["executor"]["tasks"] == 3
+        assert remote.checks["executor"]["gpus"] == 0
+        for t in remote.checks["trials"]:
+            (run,) = runs_of(lk.db, t["experiment"])
+            assert run.id == t["run"] and run.status == "succeeded" and run.device == "cpu"
+            assert run.results == local_trials[t["experiment"]]  # policy, curve and metrics: the same ids
+            assert run.checks["executor"]["name"] == "ray" and "task" in run.timings
+        assert execute(lk, "t").reused  # the executor is no part of the sweep
+        assert reproduce(lk, remote.results["metrics"]).identical
+        trial = get_experiment(lk.db, "t.trial-2")
+        assert execute(lk, trial.id).reused  # a trial Ray trained is a run like any other
 
 
 def test_a_worker_running_other_plugin_code_than_the_driver_recorded_is_refused(cluster, tmp_path, monkeypatch):
