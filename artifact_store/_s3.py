@@ -6,13 +6,18 @@ obstore is used rather than ``pyarrow.fs.S3FileSystem`` because it exposes S3's 
 checked against moto's server; moto answers the conditional PUT with 412 as S3 does.
 
 Credentials, region and endpoint come from the standard AWS environment (``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``);
-an ``http://`` endpoint (a local MinIO or moto) is allowed.
+``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ENDPOINT_URL``),
+and what the environment leaves unset from the shared files' profile (:func:`profile_settings`:
+``~/.aws/credentials`` and ``~/.aws/config``, or ``$AWS_SHARED_CREDENTIALS_FILE`` and ``$AWS_CONFIG_FILE``;
+profile ``$AWS_PROFILE``, else ``default``), as the AWS CLI and boto3 resolve them. An ``http://`` endpoint (a
+local MinIO or moto) is allowed.
 """
 
 from __future__ import annotations
 
+import configparser
 import os
+from pathlib import Path
 from typing import Any
 
 from artifact_lake.schemas.errors import MissingExtra
@@ -37,10 +42,13 @@ class S3Backend:
 
         self.url = url
         self._obs = obs
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
+        settings: Any = profile_settings()
+        endpoint = (
+            os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or settings.get("endpoint", "")
+        )
         options: Any = {"allow_http": True} if endpoint.startswith("http://") else None
-        try:
-            self.store = S3Store.from_url(url, client_options=options)  # reads the AWS_* environment
+        try:  # reads the AWS_* environment; the profile fills in what it leaves unset
+            self.store = S3Store.from_url(url, client_options=options, config=settings or None)
         except Exception as exc:  # noqa: BLE001 - obstore's configuration errors have no common base
             raise InvalidInput(f"remote {url}: {_first_line(exc)}") from exc
 
@@ -84,6 +92,75 @@ class S3Backend:
             raise self._fail(prefix, exc) from exc
         except Exception as exc:  # noqa: BLE001
             raise self._fail(prefix, exc) from exc
+
+
+_PROFILE_KEYS = {
+    "aws_access_key_id": "access_key_id",
+    "aws_secret_access_key": "secret_access_key",
+    "aws_session_token": "session_token",
+    "region": "region",
+    "endpoint_url": "endpoint",
+}
+"""Shared-file keys this backend reads -> obstore's S3 config keys."""
+_ENV_KEYS = {
+    "access_key_id": ("AWS_ACCESS_KEY_ID",),
+    "secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
+    "session_token": ("AWS_SESSION_TOKEN",),
+    "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "endpoint": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+}
+_UNSUPPORTED = ("credential_process", "sso_session", "sso_start_url", "role_arn", "web_identity_token_file")
+
+
+def profile_settings() -> dict[str, str]:
+    """What the AWS shared files say for the profile in use, for every setting the environment leaves unset.
+
+    Precedence as the AWS CLI's: environment, then the credentials file, then the config file
+    (``[profile NAME]``, or ``[default]``). Credentials come as a whole: when ``AWS_ACCESS_KEY_ID`` is set none
+    are read from the files. A profile named by ``$AWS_PROFILE`` that neither file has, and a profile whose
+    credentials come from a process, SSO or an assumed role (not read here), are one line each."""
+    profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE")
+    name = profile or "default"
+    config_file = Path(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config").expanduser()
+    creds_file = Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or "~/.aws/credentials").expanduser()
+    found: dict[str, str] = {}
+    seen = False
+    for path, section in ((config_file, "default" if name == "default" else f"profile {name}"), (creds_file, name)):
+        values = _section(path, section)
+        if values is not None:
+            seen = True
+            found.update(values)  # the credentials file, read second, wins
+    if profile and not seen:
+        raise InvalidInput(f"AWS profile {profile!r} (AWS_PROFILE) is in neither {config_file} nor {creds_file}")
+    if "aws_access_key_id" not in found and (how := next((k for k in _UNSUPPORTED if k in found), None)):
+        raise InvalidInput(
+            f"AWS profile {name!r} gets its credentials through {how}, which artifact-lake does not run: export them"
+            ' (eval "$(aws configure export-credentials --profile NAME --format env)")'
+        )
+    out: dict[str, str] = {}
+    env_has_credentials = bool(os.environ.get("AWS_ACCESS_KEY_ID"))
+    for key, target in _PROFILE_KEYS.items():
+        if key not in found or any(os.environ.get(v) for v in _ENV_KEYS[target]):
+            continue
+        if env_has_credentials and target in ("access_key_id", "secret_access_key", "session_token"):
+            continue
+        out[target] = found[key]
+    return out
+
+
+def _section(path: Path, section: str) -> dict[str, str] | None:
+    """The keys of ``section`` in an AWS shared file (None: no such file or section); a file that does not
+    parse is one line naming it."""
+    if not path.is_file():
+        return None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: not an AWS shared config file ({_first_line(exc)})") from exc
+    if not parser.has_section(section):
+        return None
+    return {k: v.strip() for k, v in parser.items(section) if v.strip()}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -269,3 +269,82 @@ def test_execute_and_reproduce_on_a_records_only_lake_fetch_their_inputs(tmp_pat
         r = run(exp_cli, ["--lake", str(tmp_path / "b"), *args])
         assert r.exit_code == 0, (args, r.output)
     assert cli(tmp_path / "b", "verify").exit_code == 0
+
+
+AWS_VARS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+)
+
+
+def _shared_files(tmp_path, monkeypatch, config: str, credentials: str) -> None:
+    """The AWS shared files of a machine configured with `aws configure`, and no AWS_* variables."""
+    for var in AWS_VARS:
+        monkeypatch.delenv(var, raising=False)
+    (tmp_path / "aws-config").write_text(config, encoding="utf-8")
+    (tmp_path / "aws-credentials").write_text(credentials, encoding="utf-8")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+
+
+def test_a_profile_of_the_aws_shared_files_reaches_the_bucket(tmp_path, bucket, monkeypatch):
+    """Endpoint, region and keys from ~/.aws/config and ~/.aws/credentials (profile `team`), no variable set:
+    without the profile's endpoint the client would go to AWS, which this machine cannot reach."""
+    url, _, _ = bucket
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    _shared_files(
+        tmp_path,
+        monkeypatch,
+        f"[default]\nregion = eu-west-3\n\n[profile team]\nregion = us-east-1\nendpoint_url = {endpoint}\n",
+        "[team]\naws_access_key_id = testing\naws_secret_access_key = testing\n",
+    )
+    monkeypatch.setenv("AWS_PROFILE", "team")
+    ids, _ = make_lake(tmp_path / "a", [1])
+    assert cli(tmp_path / "a", "remote", "add", "origin", url).exit_code == 0
+    assert cli_json(tmp_path / "a", "push", "--all")["uploaded"] == 2
+    result = cli(tmp_path, "clone", url, str(tmp_path / "b"))
+    assert result.exit_code == 0, result.output
+    with Lake.open(tmp_path / "b") as b:
+        assert b.read(ids[0]).num_rows == 50
+
+
+def test_the_environment_wins_over_the_shared_files_and_bad_profiles_are_one_line(tmp_path, monkeypatch):
+    from artifact_lake.artifact_store._s3 import profile_settings
+
+    _shared_files(
+        tmp_path,
+        monkeypatch,
+        "[default]\nregion = eu-west-3\nendpoint_url = http://127.0.0.1:9\n"
+        "[profile sso]\nsso_session = corp\nregion = us-east-1\n",
+        "[default]\naws_access_key_id = FILEKEY\naws_secret_access_key = filesecret\nregion = ap-south-1\n",
+    )
+    # the credentials file wins over the config file; both fill what the environment leaves unset
+    assert profile_settings() == {
+        "access_key_id": "FILEKEY",
+        "secret_access_key": "filesecret",
+        "region": "ap-south-1",
+        "endpoint": "http://127.0.0.1:9",
+    }
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "ENVKEY")  # credentials come as a whole: none from the files
+    assert profile_settings() == {"endpoint": "http://127.0.0.1:9"}
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    make_lake(tmp_path / "a", [1])
+    assert cli(tmp_path / "a", "remote", "add", "origin", "s3://some-bucket/lake").exit_code == 0
+    before = lake_state(tmp_path / "a")
+    for profile, line in [
+        ("nobody", "error: AWS profile 'nobody' (AWS_PROFILE) is in neither "),
+        ("sso", "error: AWS profile 'sso' gets its credentials through sso_session, which artifact-lake does not run"),
+    ]:
+        monkeypatch.setenv("AWS_PROFILE", profile)
+        result = cli(tmp_path / "a", "push", "--all")
+        assert result.exit_code == 2 and result.stderr.startswith(line), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert lake_state(tmp_path / "a") == before
