@@ -482,25 +482,35 @@ def fetch_records(lake: Lake, info: RemoteInfo, backend: Backend, report: PullRe
             report.segments += 1
 
 
-def _verified_object(artifact_id: str, row: sqlite3.Row, data: bytes, where: str) -> None:
-    """Refuse bytes whose file hash or content id differ from the record (a :class:`DamagedObject`)."""
+def _verified_object(artifact_id: str, row: sqlite3.Row, data: bytes, where: str) -> str:
+    """The file hash of ``data``, refused (a :class:`DamagedObject`) unless it holds the content of
+    ``artifact_id``. Bytes that hash otherwise than the record but hold that very content are accepted: two
+    lakes can hold one artifact as different bytes (a file kept as it was published), and the remote keeps the
+    first writer's; identity is the content, so the caller records the hash of the bytes it installs."""
+    got = blake3.blake3(data).hexdigest()
+    cid = _content_of(artifact_id, row, data, where)  # always: a segment's record is no proof of content
+    if cid != artifact_id:
+        other = "" if got == row["file_hash"] else f" (it hashes to {got[:16]}..., not {row['file_hash'][:16]}...)"
+        raise DamagedObject(
+            f"{where}: the object of {artifact_id} holds content {cid[:16]}...{other}: nothing was registered"
+            " (lake verify --remote lists the damaged objects)"
+        )
+    return got
+
+
+def _content_of(artifact_id: str, row: Any, data: bytes, where: str) -> str:
+    """The content id of an object's bytes (an unreadable object is a :class:`DamagedObject`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from .hashing import content_id
 
-    got = blake3.blake3(data).hexdigest()
-    if got != row["file_hash"]:
-        raise DamagedObject(
-            f"{where}: the object of {artifact_id} hashes to {got[:16]}..., not {row['file_hash'][:16]}...: "
-            "nothing was registered (lake verify --remote lists the damaged objects)"
-        )
     try:
-        cid = content_id(pq.read_table(pa.BufferReader(pa.py_buffer(data))), row["type"], row["schema_version"])
+        return content_id(pq.read_table(pa.BufferReader(pa.py_buffer(data))), row["type"], row["schema_version"])
     except Exception as exc:  # noqa: BLE001 - any unreadable object is refused, never a crash
-        raise DamagedObject(f"{where}: the object of {artifact_id} cannot be read ({exc})") from exc
-    if cid != artifact_id:
-        raise DamagedObject(f"{where}: the object of {artifact_id} holds content {cid[:16]}...: nothing registered")
+        raise DamagedObject(
+            f"{where}: the object of {artifact_id} cannot be read ({exc}): nothing was registered"
+        ) from exc
 
 
 def fetch_object(lake: Lake, artifact_id: str, backend: Backend, report: PullReport | None = None) -> None:
@@ -520,7 +530,7 @@ def fetch_object(lake: Lake, artifact_id: str, backend: Backend, report: PullRep
             report.reused += 1
         return
     data = backend.get(_object_key(artifact_id))
-    _verified_object(artifact_id, row, data, backend.url)
+    got = _verified_object(artifact_id, row, data, backend.url)
     staged = stage(lake.root)
     try:
         staged.handle.write(data)
@@ -530,6 +540,10 @@ def fetch_object(lake: Lake, artifact_id: str, backend: Backend, report: PullRep
             install(staged, object_path(lake.root, artifact_id))
             lake._intact.pop(artifact_id, None)
             lake.db.execute("DELETE FROM remote_objects WHERE artifact = ?", (row["pk"],))
+            if got != row["file_hash"]:  # the same content as other bytes: record the bytes installed
+                lake.db.execute(
+                    "UPDATE artifacts SET file_hash = ?, bytes = ? WHERE pk = ?", (got, len(data), row["pk"])
+                )
     finally:
         staged.discard()  # a no-op once installed
     if report is not None:
@@ -638,7 +652,8 @@ def verify_remote(lake: Lake, remote: str | None = None, *, progress: Progress |
     info = get_remote(lake, remote)
     backend = open_backend(info.url)
     problems: list[Problem] = []
-    records: dict[str, str] = {}
+    records: dict[str, set[str]] = {}
+    kinds: dict[str, dict[str, Any]] = {}
     for key in backend.list("segments/"):
         if not _SEGMENT_KEY.fullmatch(key):
             continue
@@ -647,7 +662,9 @@ def verify_remote(lake: Lake, remote: str | None = None, *, progress: Progress |
         except CorruptArtifact as exc:
             problems.append(Problem("segment", key, str(exc)))
             continue
-        records.update({a["id"]: a["file_hash"] for a in seg["artifacts"]})
+        for a in seg["artifacts"]:  # segments of several lakes may record one artifact as different bytes
+            records.setdefault(a["id"], set()).add(a["file_hash"])
+            kinds[a["id"]] = {"type": a["type"], "schema_version": a["schema_version"]}
     for k, (artifact_id, expected) in enumerate(sorted(records.items())):
         key = _object_key(artifact_id)
         try:
@@ -656,10 +673,16 @@ def verify_remote(lake: Lake, remote: str | None = None, *, progress: Progress |
             problems.append(Problem("missing", artifact_id, f"{info.url}/{key} is gone"))
             continue
         got = blake3.blake3(data).hexdigest()
-        if got != expected:
-            problems.append(
-                Problem("changed", artifact_id, f"{info.url}/{key} hashes to {got[:16]}..., not {expected[:16]}...")
-            )
+        if got not in expected:  # not the bytes any segment recorded: sound only if it holds the content
+            try:
+                cid = _content_of(artifact_id, kinds[artifact_id], data, info.url)
+            except DamagedObject as exc:
+                cid = str(exc)
+            if cid != artifact_id:
+                shown = ", ".join(sorted(h[:16] + "..." for h in expected))
+                problems.append(
+                    Problem("changed", artifact_id, f"{info.url}/{key} hashes to {got[:16]}..., not {shown}")
+                )
         if progress is not None:
             progress(k + 1, len(records), f"verify {artifact_id[:12]}")
     return VerifyReport(len(records), problems)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -209,6 +210,55 @@ def test_verify_remote_catches_a_flipped_object_and_pull_refuses_it(tmp_path, bu
     assert result.exit_code == 1
     assert result.stderr.startswith("error: s3://") and "nothing was registered" in result.stderr
     assert lake_state(tmp_path / "b") == before
+
+
+def test_one_artifact_held_as_other_bytes_by_two_lakes_travels_by_its_content(tmp_path, bucket):
+    """Lake a wrote the object itself; lake b kept a file as it was published (the same rows in other row
+    groups: the same id, other bytes). Both push; the remote keeps a's bytes, b's segment records b's hash.
+    A clone takes the remote's bytes because they hold the artifact's content, and records their hash."""
+    import pyarrow.parquet as pq
+
+    from artifact_lake.artifact_store.objects import object_path
+
+    url, _, _ = bucket
+    table = synthetic_ohlcv(("BTC/USDT",), bars=3000, seed=5)
+    with Lake.open(tmp_path / "a") as a:
+        artifact = a.publish(table, "ohlcv", name="px").id
+        exported = a.export(artifact, tmp_path / "px.parquet")
+        a_hash = a.get(artifact).file_hash
+    other = tmp_path / "px-other-row-groups.parquet"
+    pq.write_table(pq.read_table(exported), other, compression="zstd", row_group_size=500)
+    with Lake.open(tmp_path / "b") as b:
+        kept = b.publish(other, "ohlcv", name="px")
+        assert kept.id == artifact and b.get(artifact).file_hash != a_hash
+    for lake in ("a", "b"):
+        cli_json(tmp_path / lake, "remote", "add", "origin", url)
+        cli_json(tmp_path / lake, "push", "--all")
+    # a clone takes an artifact's record from the first segment (by name) that holds it: until that is one of
+    # b's (other bytes than the remote's), b pushes again with one more artifact (a new segment)
+    _, client, name = bucket
+    for k in range(40):
+        keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=name, Prefix="team/segments/")["Contents"])
+        first = next(
+            a["file_hash"]
+            for key in keys
+            for a in json.loads(gzip.decompress(client.get_object(Bucket=name, Key=key)["Body"].read()))["artifacts"]
+            if a["id"] == artifact
+        )
+        if first != a_hash:
+            break
+        with Lake.open(tmp_path / "b") as b:
+            b.publish(synthetic_ohlcv(("ETH/USDT",), bars=10, seed=k), "ohlcv", name="extra")
+        cli_json(tmp_path / "b", "push", "--all")
+    assert first != a_hash
+    assert cli_json(tmp_path / "a", "verify", "--remote", "origin")["ok"]  # the other hash is the same content
+    result = cli(tmp_path, "clone", url, str(tmp_path / "c"))
+    assert result.exit_code == 0, result.output
+    with Lake.open(tmp_path / "c") as c:
+        held = object_path(c.root, artifact).read_bytes()
+        assert held == exported.read_bytes()  # the first writer's bytes
+        assert c.get(artifact).file_hash == a_hash
+        assert c.verify().ok and c.read("px").equals(table.select(c.read("px").column_names).cast(c.read("px").schema))
 
 
 def test_file_remote_round_trip_and_create_if_absent(tmp_path):
