@@ -31,6 +31,7 @@ from .spec import (
     check_experiment_name,
     input_symbols,
     plugin_params,
+    results_metrics,
 )
 from .strategies import check_combo, portfolio_plugin
 from .train import check_policy, freeze_train
@@ -63,21 +64,20 @@ def _freeze_portfolio(raw: Any) -> dict[str, Any]:
     return out
 
 
-def _freeze_results(raw: Any, params: Mapping[str, Any], spec: ExperimentSpec) -> dict[str, Any]:
-    """The ``[results]`` section (signal strategies): equity all or best, best, by, ascending, pin."""
-    from ._tables import METRIC_COLUMNS
-
+def _freeze_results(raw: Any, params: Mapping[str, Any], spec: ExperimentSpec, *, portfolio: bool) -> dict[str, Any]:
+    """The ``[results]`` section (signal and portfolio strategies): equity all or best, best, by, ascending, pin."""
+    metrics = results_metrics(portfolio)
     out = _section(raw, "results", RESULTS_KEYS)
     if out.get("equity", "best") not in ("all", "best"):
         raise _fail("results.equity", f"must be all or best, not {out['equity']!r}")
     if out.get("best", 0) < 0:
         raise _fail("results.best", f"must be a whole number >= 0, not {out['best']!r}")
-    if out.get("by", "sharpe") not in METRIC_COLUMNS:
+    if out.get("by", "sharpe") not in metrics:
         import difflib
 
-        hint = difflib.get_close_matches(out["by"], METRIC_COLUMNS, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else f" (one of {', '.join(METRIC_COLUMNS)})"
-        raise _fail("results.by", f"{out['by']!r} is no metric{extra}")
+        hint = difflib.get_close_matches(out["by"], metrics, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else f" (one of {', '.join(metrics)})"
+        raise _fail("results.by", f"{out['by']!r} is no {'portfolio ' if portfolio else ''}metric{extra}")
     for i, pin in enumerate(out.get("pin", [])):
         key = f"results.pin[{i}]"
         if not isinstance(pin, Mapping) or not pin:
@@ -198,9 +198,9 @@ def freeze(
     for combo in spec.iter_combos():
         check_combo(combo)
     if "results" in raw:
-        if sname in STRATEGIES or portfolio_plugin(sname) is not None:
-            raise _fail("results", "chooses what a signal strategy's sweep keeps; this strategy keeps everything")
-        doc["results"] = _freeze_results(raw["results"], params, spec)
+        if sname in STRATEGIES:
+            raise _fail("results", "chooses what a sweep of a signal or portfolio strategy keeps; this one keeps all")
+        doc["results"] = _freeze_results(raw["results"], params, spec, portfolio=portfolio_plugin(sname) is not None)
         spec = ExperimentSpec(doc)
     if sname == "policy":
         check_policy(lake, doc["inputs"]["policy"], execution)

@@ -58,11 +58,27 @@ RESULTS_KEYS: dict[str, tuple[type, ...]] = {
     "ascending": (bool,),
     "pin": (list,),
 }
-"""The ``[results]`` section of a signal strategy's sweep: which combinations keep per-bar equity and trades
-(metrics are kept for every combination). See :class:`Keep`."""
+"""The ``[results]`` section of a sweep (signal or portfolio strategy): which combinations keep per-bar equity and
+trades (fills and positions for a portfolio); metrics are kept for every combination. See :class:`Keep`."""
 AUTO_ALL = 100
 """Without a ``[results]`` section a sweep of at most this many combinations keeps everything; a larger one
 keeps the best :attr:`Keep.best` by Sharpe per symbol."""
+_NO_PORTFOLIO_METRICS = ("win_rate", "profit_factor")
+"""Metrics columns that are NaN for every portfolio (it has no round trips): no ``[results] by`` of one."""
+
+
+def results_metrics(portfolio: bool) -> tuple[str, ...]:
+    """The metrics ``[results] by`` may name: the metrics columns, or for a portfolio strategy those that
+    apply to a portfolio plus ``sim.PORTFOLIO_METRIC_NAMES``."""
+    from ._tables import METRIC_COLUMNS
+
+    if not portfolio:
+        return METRIC_COLUMNS
+    from artifact_lake.sim import PORTFOLIO_METRIC_NAMES
+
+    return tuple(k for k in METRIC_COLUMNS if k not in _NO_PORTFOLIO_METRICS) + PORTFOLIO_METRIC_NAMES
+
+
 PORTFOLIO_KEYS: dict[str, tuple[type, ...]] = {"direction": (str,), "min_trade": (int, float)}
 """The ``[portfolio]`` section (portfolio strategies only): ``run_portfolio``'s direction and min_trade."""
 
@@ -176,8 +192,9 @@ class ExperimentSpec:
 
 @dataclass(frozen=True)
 class Keep:
-    """Which (combination, symbol) pairs of a signal sweep keep per-bar equity and trades; the spec's
-    ``[results]`` section, or its default (:data:`AUTO_ALL`), so the choice is part of the experiment's id."""
+    """Which (combination, symbol) pairs of a sweep keep per-bar equity and trades (a portfolio strategy: which
+    combinations keep equity, fills and positions, its one symbol being ``*``); the spec's ``[results]``
+    section, or its default (:data:`AUTO_ALL`), so the choice is part of the experiment's id."""
 
     equity: str = "best"
     """``all`` (every combination), or ``best``: the ``best`` highest (``ascending``: lowest) by the metric

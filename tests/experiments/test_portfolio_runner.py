@@ -230,3 +230,96 @@ def test_positions_in_long_format_replay_to_the_simulators_matrix(plake):
     assert np.array_equal(got, want.positions)
     combo0 = fills.filter(pa.compute.equal(fills.column("combo"), 0))
     assert len([r for r in pos if r["combo"] == 0]) <= combo0.num_rows
+
+
+def _sweep_spec(name: str, results: str) -> str:
+    """Six combinations of xs_momentum with a ``[results]`` section (empty: none)."""
+    spec = SPEC.replace('name = "mom"', f'name = "{name}"').replace("lookback = [10, 30]", "lookback = [5, 10, 30]")
+    return spec.replace("[sweep]", f"{results}\n[sweep]") if results else spec
+
+
+def _combos(table: pa.Table) -> list[int]:
+    return sorted(set(table.column("combo").to_pylist()))
+
+
+def _only(table: pa.Table, combos: list[int]) -> pa.Table:
+    return table.filter(pa.compute.is_in(table.column("combo"), pa.array(combos, pa.int64())))
+
+
+def test_results_best_keeps_per_bar_outputs_of_the_best_only_and_equal_to_an_all_run(plake):
+    create(plake, parse_spec(_sweep_spec("all", '[results]\nequity = "all"')))
+    everything = execute(plake, "all")
+    exp, _ = create(plake, parse_spec(_sweep_spec("best", '[results]\nequity = "best"\nbest = 2')))
+    assert exp.spec.doc["results"] == {"equity": "best", "best": 2}
+    run = execute(plake, "best")
+    assert run.status == "succeeded" and set(run.results) == {"fills", "positions", "equity", "metrics"}
+    # metrics of every combination, the same artifact as the all run's
+    assert run.results["metrics"] == everything.results["metrics"]
+    metrics = plake.read(run.results["metrics"]).to_pylist()
+    assert [m["combo"] for m in metrics] == list(range(6)) and {m["symbol"] for m in metrics} == {"*"}
+    ranked = sorted(metrics, key=lambda m: (np.isnan(m["sharpe"]), -m["sharpe"], m["combo"]))
+    best = sorted(m["combo"] for m in ranked[:2])
+    assert run.checks["sweep"] == {"combinations": 6, "kept": 2, "equity": "best", "best": 2, "by": "sharpe"}
+    for role in ("equity", "fills", "positions"):
+        kept = plake.read(run.results[role])
+        assert _combos(kept) == best, role
+        assert kept.equals(_only(plake.read(everything.results[role]), best)), role
+    assert plake.read(run.results["equity"]).num_rows == 2 * 600
+    assert reproduce(plake, run.id).identical
+
+
+def test_results_pin_and_by_a_portfolio_metric(plake):
+    create(plake, parse_spec(_sweep_spec("ref", "")))  # 6 combinations, no [results]: everything is kept
+    everything = execute(plake, "ref")
+    metrics = plake.read(everything.results["metrics"]).to_pylist()
+    assert _combos(plake.read(everything.results["equity"])) == list(range(6))
+    lowest = min(metrics, key=lambda m: (m["avg_holdings"], m["combo"]))["combo"]
+    worst = min(metrics, key=lambda m: (m["sharpe"], -m["combo"]))
+    assert worst["combo"] != lowest  # the pin keeps a combination the ranking leaves out
+    results = '[results]\nbest = 1\nby = "avg_holdings"\nascending = true\n'
+    results += f"pin = [{{lookback = {worst['lookback']}, top_k = {worst['top_k']}}}]"
+    create(plake, parse_spec(_sweep_spec("pinned", results)))
+    run = execute(plake, "pinned")
+    want = sorted({lowest, worst["combo"]})
+    for role in ("equity", "fills", "positions"):
+        kept = plake.read(run.results[role])
+        assert _combos(kept) == want, role
+        assert kept.equals(_only(plake.read(everything.results[role]), want)), role
+    assert run.checks["sweep"]["kept"] == len(want) and run.checks["sweep"]["by"] == "avg_holdings"
+
+
+def test_results_best_zero_keeps_only_metrics(plake):
+    create(plake, parse_spec(_sweep_spec("none", "[results]\nbest = 0")))
+    run = execute(plake, "none")
+    assert plake.read(run.results["metrics"]).num_rows == 6
+    for role in ("equity", "fills", "positions"):
+        assert plake.read(run.results[role]).num_rows == 0, role
+
+
+@pytest.mark.parametrize(
+    ("results", "message"),
+    [
+        ('by = "sharp"', "spec key 'results.by': 'sharp' is no portfolio metric (did you mean 'sharpe'?)"),
+        ('by = "win_rate"', "spec key 'results.by': 'win_rate' is no portfolio metric"),
+        ("pin = [{lookback = 7}]", "spec key 'results.pin[0]': {lookback = 7} matches no combination of the sweep"),
+        ("pin = [{lookbak = 5}]", "unknown spec key results.pin[0].'lookbak' (did you mean 'lookback'?)"),
+    ],
+)
+def test_bad_results_are_refused_in_one_line(plake, results, message):
+    with pytest.raises(SpecError) as info:
+        create(plake, parse_spec(_sweep_spec("bad", f"[results]\n{results}")))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_large_portfolio_sweep_without_results_keeps_the_best_ten(plake):
+    """Without ``[results]`` more than ``AUTO_ALL`` combinations keep the best 10 by Sharpe, as signal sweeps
+    do; the default is no key of the spec, so the experiment's id is what it was."""
+    spec = SPEC.replace('name = "mom"', 'name = "wide"').replace("lookback = [10, 30]", "lookback = [5, 10, 30]")
+    spec = spec.replace("top_k = [1, 2]", "top_k = [1, 2, 3]").replace("every = 12\n", "")
+    spec += "every = [12, 24, 36, 48, 60, 72, 84, 96, 108, 120, 132, 144]\n"  # 3 x 3 x 12 = 108 combinations
+    exp, _ = create(plake, parse_spec(spec))
+    assert "results" not in exp.spec.doc and exp.spec.n_combos == 108
+    run = execute(plake, "wide")
+    assert plake.read(run.results["metrics"]).num_rows == 108
+    assert len(_combos(plake.read(run.results["equity"]))) == 10
+    assert run.checks["sweep"]["kept"] == 10
