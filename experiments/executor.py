@@ -328,10 +328,12 @@ def _record_trial(lake: Lake, exp: tracker.Experiment, trained: trials.Trained, 
     checks = {**trained.checks, "executor": pool.record()}
     computed = Computed(dict(trained.tables), dict(trained.timings), code, checks)
     started = time.perf_counter() - float(trained.timings.get("task", 0.0))
+    events = openlineage.run_events(lake)
     with tracker.run_lock(lake.root) as lock:
         run = tracker.new_run(lake.db, exp.id, device=str(trained.timings.get("device", "cpu")), lock=lock)
+        events.start(f"experiment/{exp.spec.name}", run_id=run.id, inputs=sorted(exp.spec.inputs["ohlcv"]))
         try:
-            return _publish(lake, exp, run.id, computed, runner, started)
+            done = _publish(lake, exp, run.id, computed, runner, started)
         except Exception as exc:
             tracker.finish_run(
                 lake.db,
@@ -340,7 +342,10 @@ def _record_trial(lake: Lake, exp: tracker.Experiment, trained: trials.Trained, 
                 duration=time.perf_counter() - started,
                 error=f"{type(exc).__name__}: {exc}",
             )
+            events.fail(exc)
             raise
+    events.complete([(i, f"exp/{exp.spec.name}/{role}") for role, i in done.results.items()])
+    return done
 
 
 def _publish(
