@@ -226,19 +226,8 @@ def _execute(
             else:
                 computed = compute(lake, exp.spec, progress, resume=True, timings=timings, executor=pool)
             done = _publish(lake, exp, run.id, computed, runner, started)
-        except LakeError as exc:
-            tracker.finish_run(lake.db, run.id, status="failed", duration=time.perf_counter() - started, error=str(exc))
-            events.fail(exc)
-            raise
         except Exception as exc:
-            tracker.finish_run(
-                lake.db,
-                run.id,
-                status="failed",
-                duration=time.perf_counter() - started,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            events.fail(exc)
+            _failed(lake, run.id, started, exc, events)
             raise
     if computed.cleanup is not None:  # after the commit; what a failed clean-up leaves, gc removes
         try:
@@ -248,6 +237,13 @@ def _execute(
     # after the commit: a lost COMPLETE event is a warning, never lost results
     events.complete([(i, f"exp/{exp.spec.name}/{role}") for role, i in done.results.items()])
     return done
+
+
+def _failed(lake: Lake, run_id: str, started: float, exc: Exception, events: Any) -> None:
+    """Record a run as failed: a lake error by its one line, anything else with its class."""
+    error = str(exc) if isinstance(exc, LakeError) else f"{type(exc).__name__}: {exc}"
+    tracker.finish_run(lake.db, run_id, status="failed", duration=time.perf_counter() - started, error=error)
+    events.fail(exc)
 
 
 def _reusable(lake: Lake, exp: tracker.Experiment) -> tracker.Run | None:
@@ -335,14 +331,7 @@ def _record_trial(lake: Lake, exp: tracker.Experiment, trained: trials.Trained, 
         try:
             done = _publish(lake, exp, run.id, computed, runner, started)
         except Exception as exc:
-            tracker.finish_run(
-                lake.db,
-                run.id,
-                status="failed",
-                duration=time.perf_counter() - started,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            events.fail(exc)
+            _failed(lake, run.id, started, exc, events)
             raise
     events.complete([(i, f"exp/{exp.spec.name}/{role}") for role, i in done.results.items()])
     return done

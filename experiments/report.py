@@ -513,7 +513,15 @@ def _plot_train(lake: Lake, exp: tracker.Experiment, run: tracker.Run, path: Pat
         style: dict[str, Any] = {"color": colours[name], "linestyle": "--" if name == "flat" else "-"}
         top.plot(vts, values, linewidth=1.4 if name == "policy" else 1.1, label=c.legend(width), **style)
         bottom.plot(vts, _drawdown(values), linewidth=0.9, **style)
-    top.set_title(f"validation ({len(ts) - split:,} bars from {_when(ts[split])}): equity", loc="left", fontsize=10)
+    _equity_axes(top, bottom, val["equity"]["policy"][0], f"{len(ts) - split:,} bars from {_when(ts[split])}")
+    _legend(top, "strategy, total return, Sharpe")
+    fig.suptitle(f"{exp.name} (run {run.id[:8]}): PPO policy on {val['symbol']}", fontsize=11)
+    return fig, PlotReport(out=path, kind=exp.kind, drawn=drawn, selection="policy, buy_and_hold and flat")
+
+
+def _equity_axes(top: Axes, bottom: Axes, ts: np.ndarray, what: str) -> None:
+    """The validation panels: equity above (money), drawdown below (percent), one time axis."""
+    top.set_title(f"validation ({what}): equity", loc="left", fontsize=10)
     top.set_ylabel("equity")
     _money_axis(top)
     top.grid(alpha=0.3)
@@ -521,10 +529,7 @@ def _plot_train(lake: Lake, exp: tracker.Experiment, run: tracker.Run, path: Pat
     bottom.set_ylabel("drawdown")
     _percent_axis(bottom)
     bottom.grid(alpha=0.3)
-    _time_axis(bottom, val["equity"]["policy"][0])
-    _legend(top, "strategy, total return, Sharpe")
-    fig.suptitle(f"{exp.name} (run {run.id[:8]}): PPO policy on {val['symbol']}", fontsize=11)
-    return fig, PlotReport(out=path, kind=exp.kind, drawn=drawn, selection="policy, buy_and_hold and flat")
+    _time_axis(bottom, ts)
 
 
 def _plot_trials(
@@ -570,15 +575,7 @@ def _plot_trials(
     learn.set_ylabel("episodic return")
     learn.set_title(f"training curves of {len(drawn)} trials", loc="left", fontsize=10)
     learn.grid(alpha=0.3)
-    top.set_title(f"validation on {val['symbol']} from {_when(vts[0])}: equity", loc="left", fontsize=10)
-    top.set_ylabel("equity")
-    _money_axis(top)
-    top.grid(alpha=0.3)
-    top.tick_params(labelbottom=False)
-    bottom.set_ylabel("drawdown")
-    _percent_axis(bottom)
-    bottom.grid(alpha=0.3)
-    _time_axis(bottom, vts)
+    _equity_axes(top, bottom, vts, f"on {val['symbol']} from {_when(vts[0])}")
     _legend(top, "trial, total return, Sharpe (validation)")
     if left:
         fig.text(0.01, 0.005, _left_out_text(left), fontsize=8, va="bottom")

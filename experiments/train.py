@@ -29,6 +29,21 @@ if TYPE_CHECKING:
 
 ENV_KEYS = {"symbol", "window", "features", "action_space", "episode_length", "train_fraction", "sizes", "presets"}
 REWARD_KEYS = {"log_equity", "dsr", "drawdown", "turnover", "dsr_eta"}
+VALIDATION_METRICS = (
+    "final_equity",
+    "total_return",
+    "max_drawdown",
+    "sharpe",
+    "sortino",
+    "win_rate",
+    "exposure",
+    "turnover",
+    "fees",
+    "n_trades",
+    "open_trades",
+)
+"""The metrics of each strategy on the validation split (a train run's ``metrics``), in their column order."""
+COUNTS = ("n_trades", "open_trades")
 
 
 def require_torch(feature: str = "training and policy backtests") -> None:
@@ -337,24 +352,7 @@ def train_tables(
         )
     ):
         m = {"combo": combo, "symbol": symbol, "strategy": name, "split": "validation"}
-        m.update(
-            {
-                k: float(res.metrics[k])
-                for k in (
-                    "final_equity",
-                    "total_return",
-                    "max_drawdown",
-                    "sharpe",
-                    "sortino",
-                    "win_rate",
-                    "exposure",
-                    "turnover",
-                    "fees",
-                )
-            }
-        )
-        m["n_trades"] = int(res.metrics["n_trades"])
-        m["open_trades"] = int(res.metrics["open_trades"])
+        m.update({k: (int if k in COUNTS else float)(res.metrics[k]) for k in VALIDATION_METRICS})
         metrics.append(m)
     timings["validate"] = time.perf_counter() - t0
     return {"policy": policy, "training_curve": curve, "metrics": pa.Table.from_pylist(metrics)}

@@ -33,19 +33,7 @@ from .spec import ExperimentSpec
 if TYPE_CHECKING:
     import pyarrow as pa
 
-TRIAL_METRICS = (
-    "final_equity",
-    "total_return",
-    "max_drawdown",
-    "sharpe",
-    "sortino",
-    "win_rate",
-    "exposure",
-    "turnover",
-    "fees",
-    "n_trades",
-    "open_trades",
-)
+TRIAL_METRICS = train.VALIDATION_METRICS
 """The validation metrics of a trial's policy that the sweep's ``metrics`` row carries."""
 
 
