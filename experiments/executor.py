@@ -321,7 +321,7 @@ def _record_trial(lake: Lake, exp: tracker.Experiment, trained: trials.Trained, 
     """Record and publish a trial a Ray task trained, as its own run (the device it ran on, its timings)."""
     runner = runner_for(exp.spec)
     code = {p.name: plugins.closure(p) for p in runner.user_plugins(exp.spec, lake)}
-    checks = {**trained.checks, "executor": pool.record()}
+    checks = {**trained.checks, "executor": {**pool.record(), "task_gpus": trained.gpus}}
     computed = Computed(dict(trained.tables), dict(trained.timings), code, checks)
     started = time.perf_counter() - float(trained.timings.get("task", 0.0))
     events = openlineage.run_events(lake)

@@ -64,6 +64,8 @@ class Trained:
     tables: dict[str, pa.Table]
     timings: dict[str, Any]
     checks: dict[str, Any] = field(default_factory=dict)
+    gpus: list[str] = field(default_factory=list)
+    """The GPUs Ray granted the task (``ray.get_gpu_ids()``; empty outside Ray or without GPUs)."""
 
 
 def train_trial(bars: Mapping[str, Any], doc: dict[str, Any], code: Mapping[str, str], version: str) -> Trained:
@@ -83,7 +85,17 @@ def train_trial(bars: Mapping[str, Any], doc: dict[str, Any], code: Mapping[str,
     if log is not None:
         timings["lookahead_guard"] = log.seconds
     timings["task"] = time.perf_counter() - t0
-    return Trained(tables, timings, log.to_dict() if log is not None else {})
+    return Trained(tables, timings, log.to_dict() if log is not None else {}, _granted_gpus())
+
+
+def _granted_gpus() -> list[str]:
+    """The GPU ids Ray granted this task (torch then sees those through ``CUDA_VISIBLE_DEVICES``)."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return []
+    return [str(g) for g in ray.get_gpu_ids()]
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ def cluster():
     ray = pytest.importorskip("ray")
     ray.init(
         num_cpus=2,
+        num_gpus=1,  # a logical GPU: Ray grants it to a task that asks; torch still finds no CUDA here
         include_dashboard=False,
         log_to_driver=False,  # worker output stays in Ray's logs, never in a command's --json
         logging_level=logging.WARNING,
@@ -147,7 +148,7 @@ def test_a_builtin_sweep_on_ray_publishes_the_ids_of_a_local_run(cluster, tmp_pa
             "address": "connected by the caller",
             "nodes": 1,
             "cpus": 2,
-            "gpus": 0,
+            "gpus": 1,
             "tasks": 7,
         }
         assert local.checks["sweep"]["executor"] == {"name": "local"}
@@ -257,7 +258,7 @@ n_steps = 64
 hidden = [8, 8]
 [sweep]
 seed = [1, 2, 3]
-"""  # trainer.device is auto: a trial asks for a GPU where the cluster has one
+"""  # trainer.device is auto: a trial asks for a GPU where the cluster has one (this one has a logical GPU)
 
 
 def test_a_train_sweep_on_ray_runs_a_trial_per_task_with_the_ids_of_a_local_run(cluster, tmp_path):
@@ -268,12 +269,14 @@ def test_a_train_sweep_on_ray_runs_a_trial_per_task_with_the_ids_of_a_local_run(
         remote = execute(lk, "t", executor="ray")
         assert remote.results == local.results  # the summary, which names every trial's policy id
         assert remote.checks["executor"]["name"] == "ray" and remote.checks["executor"]["tasks"] == 3
-        assert remote.checks["executor"]["gpus"] == 0
+        assert remote.checks["executor"]["gpus"] == 1
         for t in remote.checks["trials"]:
             (run,) = runs_of(lk.db, t["experiment"])
             assert run.id == t["run"] and run.status == "succeeded" and run.device == "cpu"
             assert run.results == local_trials[t["experiment"]]  # policy, curve and metrics: the same ids
             assert run.checks["executor"]["name"] == "ray" and "task" in run.timings
+            # each trial asked for a GPU and Ray granted the cluster's one; no CUDA here, so torch used the CPU
+            assert run.checks["executor"]["task_gpus"] == ["0"]
         assert execute(lk, "t").reused  # the executor is no part of the sweep
         assert reproduce(lk, remote.results["metrics"]).identical
         trial = get_experiment(lk.db, "t.trial-2")
