@@ -108,3 +108,8 @@ def equity_table(cols: dict[str, list[Any]]) -> pa.Table:
             "position": pa.array(cat(cols["position"], np.float64), pa.float64()),
         }
     )
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Two metric values are the same: equal, or both NaN."""
+    return bool(a == b or (isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b)))

@@ -34,8 +34,9 @@ import numpy as np
 
 from . import plugins, sweep, train
 from ._inputs import annualised, bars_by_symbol
-from ._tables import METRIC_COLUMNS, cat, equity_table, trades_table, ts_array
+from ._tables import METRIC_COLUMNS, equity_table, same_value, trades_table, ts_array
 from .errors import SimError, SpecError
+from .portfolios import portfolio_tables
 from .spec import Keep
 from .strategies import OWN_KINDS, policy_params, portfolio_plugin, signal_plugin
 
@@ -231,6 +232,7 @@ class PortfolioBacktest(_Base):
     ``[results]`` chooses the combinations that keep per-bar outputs, as for signal sweeps (symbol ``*``)."""
 
     name = "portfolio"
+    executors: tuple[str, ...] = ("local", "ray")  # the metrics pass of a sweep that keeps a selection
 
     def _plugin(self, spec: ExperimentSpec) -> Plugin:
         found = portfolio_plugin(spec.doc["strategy"]["name"])
@@ -258,13 +260,15 @@ class PortfolioBacktest(_Base):
         timings["load"] = time.perf_counter() - t0
         code = {} if plugin.builtin else {plugin.name: plugins.closure(plugin)}
         log = None if plugin.builtin else plugins.GuardLog()
-        tables, selection = _portfolio_tables(lake, spec, plugin, bars, progress, timings, log)
+        tables, selection = portfolio_tables(lake, spec, plugin, bars, progress, timings, log, executor)
         checks: dict[str, Any] = log.to_dict() if log is not None else {}
         if log is not None:
             timings["lookahead_guard"] = log.seconds
             timings["weights"] -= log.seconds
         if selection:
             checks["sweep"] = selection
+        elif executor is not None:  # every combination keeps per-bar outputs: nothing to ship
+            checks["executor"] = {"name": "local", "requested": executor.name, "why": "no chunked sweep"}
         return Output(tables, code, checks)
 
 
@@ -429,7 +433,7 @@ def _best_of_sweep(
     }
     for row in kept:
         first = rows.slice(index[(row["combo"], row["symbol"])], 1).to_pylist()[0]
-        differ = [k for k in METRIC_COLUMNS if not _same(first[k], row[k])]
+        differ = [k for k in METRIC_COLUMNS if not same_value(first[k], row[k])]
         if differ:
             raise SimError(
                 f"combination {row['combo']} ({row['symbol']}): run alone it gives {differ[0]} = {row[differ[0]]!r},"
@@ -439,10 +443,6 @@ def _best_of_sweep(
     tables = {"trades": trades, "equity": equity, "metrics": sweep.metrics_table(rows, spec)}
     info |= {"kept": len(pairs), "equity": keep.equity, "best": keep.best, "by": keep.by}
     return tables, info, stage.remove if stage is not None else None
-
-
-def _same(a: Any, b: Any) -> bool:
-    return bool(a == b or (isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b)))
 
 
 def _backtests(
@@ -584,196 +584,3 @@ def _alert_replay_tables(
         "equity": equity_table(equity),
         "metrics": pa.Table.from_pylist(metrics),
     }
-
-
-def _portfolio_tables(
-    lake: Lake,
-    spec: ExperimentSpec,
-    plugin: Plugin,
-    bars: dict[str, Any],
-    progress: Progress | None,
-    timings: dict[str, float],
-    log: plugins.GuardLog | None,
-) -> tuple[dict[str, pa.Table], dict[str, Any]]:
-    """One portfolio per combination (a user plugin's weights through the look-ahead guard): metrics, one row
-    per combination, for every combination; fills (combo, then time, then symbol as filled), positions and
-    equity per bar with symbol ``*`` (position = symbols held; gross and net exposure beside) for the
-    combinations the spec's ``[results]`` keeps (:class:`Keep`; the portfolio is the one symbol ``*``).
-
-    With ``equity = "all"`` the per-bar outputs are taken in the one pass. Otherwise the pass keeps only the
-    metric rows, then the kept combinations run again alone and their metrics must equal the pass's (a
-    determinism check, as for signal sweeps): memory holds the panel, one combination's weights and result,
-    the metric rows and the kept combinations' outputs, whatever the number of combinations. Returns the
-    tables and, for a selection, what it kept (for the run record's ``checks.sweep``)."""
-    import pyarrow as pa
-
-    keep = Keep.of(spec)
-    runs = _Portfolios(lake, spec, plugin, bars, log)
-    kept = _PortfolioOutputs(runs.panel)
-    rows: list[dict[str, Any]] = []
-    n = spec.n_combos
-    for c, combo in enumerate(spec.iter_combos()):
-        res = runs.run(c, combo, guard=True)
-        rows.append(runs.row(c, combo, res))
-        if keep.equity == "all":
-            kept.add(c, res)
-        del res  # before the next combination's weights: one result alive at a time
-        if progress is not None:
-            progress(c + 1, n, f"combo {c + 1}/{n}")
-    timings["weights"] = runs.weight_seconds
-    timings["simulate"] = runs.sim_seconds
-    metrics = pa.Table.from_pylist(rows)
-    info: dict[str, Any] = {}
-    if keep.equity != "all":
-        t0 = time.perf_counter()
-        chosen = {c for c, _ in sweep.select(metrics, keep, spec)}
-        for c, combo in enumerate(spec.iter_combos()):
-            if c not in chosen:
-                continue
-            res = runs.run(c, combo, guard=False)  # checked and guarded in the pass
-            again = runs.row(c, combo, res)
-            differ = [k for k in again if not _same(rows[c][k], again[k])]
-            if differ:
-                raise SimError(
-                    f"combination {c}: run alone it gives {differ[0]} = {again[differ[0]]!r}, in the sweep"
-                    f" {rows[c][differ[0]]!r} (is the strategy deterministic?)"
-                )
-            kept.add(c, res)
-            del res
-        timings["selection"] = time.perf_counter() - t0
-        info = {"combinations": n, "kept": len(chosen), "equity": keep.equity, "best": keep.best, "by": keep.by}
-    return {**kept.tables(), "metrics": metrics}, info
-
-
-class _Portfolios:
-    """One combination's portfolio over the inputs' panel: its weights (held to ``check_weights`` and, for a
-    user plugin, the look-ahead guard) through ``sim.run_portfolio``, and its metric row."""
-
-    def __init__(
-        self, lake: Lake, spec: ExperimentSpec, plugin: Plugin, bars: dict[str, Any], log: plugins.GuardLog | None
-    ) -> None:
-        from artifact_lake import sim
-
-        try:
-            execution = sim.Execution.from_dict(spec.doc.get("execution", {}))
-        except (ValueError, TypeError) as exc:
-            raise SimError(str(exc)) from exc
-        self.execution = annualised(lake, spec, bars, execution)
-        options = spec.doc.get("portfolio", {})
-        self.direction = str(options.get("direction", "long"))
-        self.min_trade = float(options.get("min_trade", 0.0))
-        self.panel = sim.Panel.from_bars(bars)
-        self.plugin = plugin
-        self.log = log
-        self.swept = spec.swept
-        self.weight_seconds = self.sim_seconds = 0.0
-
-    def run(self, c: int, combo: dict[str, Any], *, guard: bool) -> Any:
-        """Combination ``c``'s :class:`sim.PortfolioResult` (its weights released on return)."""
-        from artifact_lake import sim
-        from artifact_lake.sim.plugins import check_weights
-
-        plugin, panel = self.plugin, self.panel
-        values = plugin.bind(combo)
-        try:
-            t0 = time.perf_counter()
-            weights = check_weights(plugin, plugin(panel, values), panel.shape, values)
-            if guard and self.log is not None:
-                tg = time.perf_counter()
-                self.log.add(plugin.name, len(plugins.guard(plugin, panel, values, weights, "")["cuts"]))
-                self.log.seconds += time.perf_counter() - tg
-            t1 = time.perf_counter()
-            res = sim.run_portfolio(panel, weights, self.execution, direction=self.direction, min_trade=self.min_trade)
-            t2 = time.perf_counter()
-        except (ValueError, TypeError) as exc:
-            raise SimError(f"combination {c}: {exc}") from exc
-        if guard:  # the pass's phases; a rerun's time is the selection's
-            self.weight_seconds += t1 - t0
-            self.sim_seconds += t2 - t1
-        return res
-
-    def row(self, c: int, combo: dict[str, Any], res: Any) -> dict[str, Any]:
-        """The metrics row of combination ``c``: symbol ``*``, the metrics, status and the swept parameters."""
-        from artifact_lake import sim
-
-        m: dict[str, Any] = {"combo": c, "symbol": "*"}
-        m.update({key: float(res.metrics[key]) for key in METRIC_COLUMNS})
-        m["n_trades"] = int(res.metrics["n_trades"])  # fills (a portfolio has no round trips)
-        m["open_trades"] = int(res.metrics["open_trades"])  # symbols held at the last bar
-        m.update({key: float(res.metrics[key]) for key in sim.PORTFOLIO_METRIC_NAMES})
-        m["status"] = res.status
-        m.update({key: combo[key] for key in self.swept})
-        return m
-
-
-class _PortfolioOutputs:
-    """The per-bar outputs (fills, positions in long format, equity with exposures) of the combinations added,
-    in the order added; each result is reduced to these columns so it can be released at once."""
-
-    FILLS = ("combo", "ts", "bar", "symbol", "size", "price", "fees", "reason")
-
-    def __init__(self, panel: Any) -> None:
-        self.panel = panel
-        self.symbols = np.asarray(panel.symbols, dtype=object)
-        self.fills: dict[str, list[Any]] = {k: [] for k in self.FILLS}
-        self.held: dict[str, list[Any]] = {k: [] for k in ("combo", "ts", "symbol", "position")}
-        self.equity: dict[str, list[Any]] = {k: [] for k in ("combo", "symbol", "ts", "equity", "cash", "position")}
-        self.gross: list[np.ndarray] = []
-        self.net: list[np.ndarray] = []
-
-    def add(self, c: int, res: Any) -> None:
-        import pyarrow as pa
-
-        panel = self.panel
-        self.fills["combo"].append(np.full(len(res.fills), c, dtype=np.int64))
-        for key, col in res.fill_rows().items():
-            self.fills[key].append(col)
-        # positions in long format, a row per symbol at every bar where its position changes
-        p = res.positions
-        rows_i, cols_j = np.nonzero(p != np.vstack([np.zeros((1, p.shape[1])), p[:-1]]))
-        self.held["combo"].append(np.full(rows_i.shape[0], c, dtype=np.int64))
-        self.held["ts"].append(panel.ts[rows_i])
-        self.held["symbol"].append(self.symbols[cols_j])
-        self.held["position"].append(p[rows_i, cols_j])
-        n = len(panel)
-        for key, col in (
-            ("combo", np.full(n, c)),
-            ("symbol", pa.repeat("*", n)),
-            ("ts", panel.ts),
-            ("equity", res.equity),
-            ("cash", res.cash),
-            ("position", (p != 0).sum(axis=1).astype(np.float64)),  # symbols held
-        ):
-            self.equity[key].append(col)
-        self.gross.append(res.gross_exposure)
-        self.net.append(res.net_exposure)
-
-    def tables(self) -> dict[str, pa.Table]:
-        import pyarrow as pa
-
-        eq = equity_table(self.equity)
-        eq = eq.append_column("gross_exposure", pa.array(cat(self.gross, np.float64), pa.float64()))
-        eq = eq.append_column("net_exposure", pa.array(cat(self.net, np.float64), pa.float64()))
-        f = self.fills
-        fills = pa.table(
-            {
-                "combo": pa.array(cat(f["combo"], np.int64), pa.int64()),
-                "ts": ts_array(cat(f["ts"], np.int64).astype(np.int64)),
-                "bar": pa.array(cat(f["bar"], np.int64).astype(np.int64), pa.int64()),
-                "symbol": pa.array(cat(f["symbol"], object), pa.string()),
-                "size": pa.array(cat(f["size"], np.float64).astype(np.float64), pa.float64()),
-                "price": pa.array(cat(f["price"], np.float64).astype(np.float64), pa.float64()),
-                "fees": pa.array(cat(f["fees"], np.float64).astype(np.float64), pa.float64()),
-                "reason": pa.array(cat(f["reason"], object), pa.string()),
-            }
-        )
-        h = self.held
-        positions = pa.table(
-            {
-                "combo": pa.array(cat(h["combo"], np.int64), pa.int64()),
-                "ts": ts_array(cat(h["ts"], np.int64).astype(np.int64)),
-                "symbol": pa.array(cat(h["symbol"], object), pa.string()),
-                "position": pa.array(cat(h["position"], np.float64), pa.float64()),
-            }
-        )
-        return {"fills": fills, "positions": positions, "equity": eq}

@@ -259,7 +259,14 @@ def test_results_best_keeps_per_bar_outputs_of_the_best_only_and_equal_to_an_all
     assert [m["combo"] for m in metrics] == list(range(6)) and {m["symbol"] for m in metrics} == {"*"}
     ranked = sorted(metrics, key=lambda m: (np.isnan(m["sharpe"]), -m["sharpe"], m["combo"]))
     best = sorted(m["combo"] for m in ranked[:2])
-    assert run.checks["sweep"] == {"combinations": 6, "kept": 2, "equity": "best", "best": 2, "by": "sharpe"}
+    assert run.checks["sweep"] == {
+        "combinations": 6,
+        "kept": 2,
+        "equity": "best",
+        "best": 2,
+        "by": "sharpe",
+        "executor": {"name": "local"},
+    }
     for role in ("equity", "fills", "positions"):
         kept = plake.read(run.results[role])
         assert _combos(kept) == best, role

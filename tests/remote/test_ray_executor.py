@@ -393,27 +393,82 @@ kind = "backtest"
 [inputs]
 ohlcv = ["px"]
 [strategy]
-name = "equal_weight"
-"""
+name = "xs_momentum"
+every = 20
+[sweep]
+lookback = [5, 10, 20]
+top_k = [1, 2]
+[results]
+best = 2
+"""  # 6 combinations; the best 2 by Sharpe keep equity, fills and positions
+
+PORTFOLIO_PLUGIN = '''
+import numpy as np
+from artifact_lake.sim import Panel, portfolio_strategy
+
+
+@portfolio_strategy
+def ray_tilt(panel: Panel, n: int = 10, every: int = 20) -> np.ndarray:
+    """Every `every` bars, equal weights in the symbols whose close rose over the last n bars."""
+    c = panel.last_close()
+    out = np.full(panel.shape, np.nan)
+    for i in range(n, len(panel), every):
+        up = c[i] > c[i - n]
+        out[i] = np.where(up, 1.0 / max(int(up.sum()), 1), 0.0)
+    return out
+'''
+
+
+def test_a_portfolio_sweep_on_ray_publishes_the_ids_of_a_local_run(cluster, tmp_path, monkeypatch):
+    _chunks_of(monkeypatch, 2)  # 6 combinations in chunks of 2: 3 tasks
+    with _lake(tmp_path / "local", PORTFOLIO) as lk:
+        local = execute(lk, "p")
+    with _lake(tmp_path / "ray", PORTFOLIO) as lk:
+        remote = execute(lk, "p", executor="ray")
+    assert remote.results == local.results  # metrics of all 6; equity, fills, positions of the 2 kept
+    assert local.checks["sweep"]["executor"] == {"name": "local"}
+    ray_side = remote.checks["sweep"]["executor"]
+    assert ray_side["name"] == "ray" and ray_side["tasks"] == 3 and ray_side["chunk_combinations"] == 2
+    assert remote.checks["sweep"]["kept"] == 2 and "ray_chunks" in remote.timings
+
+
+def test_a_user_portfolio_plugin_on_ray_is_guarded_on_the_workers_with_a_local_runs_ids(cluster, tmp_path, monkeypatch):
+    plugin = tmp_path / "tilt.py"
+    plugin.write_text(PORTFOLIO_PLUGIN)
+    monkeypatch.setenv("LAKE_PLUGINS", str(plugin))
+    _chunks_of(monkeypatch, 3)
+    spec = PORTFOLIO.replace('name = "xs_momentum"', 'name = "ray_tilt"').split("[sweep]")[0]
+    spec += "[sweep]\nn = [3, 5, 8, 13, 21, 34]\n[results]\nbest = 1\n"
+    with _lake(tmp_path / "local", spec) as lk:
+        local = execute(lk, "p")
+    with _lake(tmp_path / "ray", spec) as lk:
+        remote = execute(lk, "p", executor="ray")
+    assert remote.results == local.results and remote.plugins == local.plugins
+    assert remote.checks["plugins"] == local.checks["plugins"]  # the guard ran on every combination, there
+    assert remote.checks["plugins"]["ray_tilt"]["combinations"] == 6
+    assert remote.checks["sweep"]["executor"]["tasks"] == 2
+
+
+TRAIN_ALONE = TRAIN_SWEEP.split("[sweep]")[0].replace('name = "t"', 'name = "one"')
 
 
 def test_work_without_chunks_to_ship_is_refused_before_a_run_is_recorded(tmp_path):
     pytest.importorskip("ray")
-    lk = _lake(tmp_path / "lake", PORTFOLIO)
+    lk = _lake(tmp_path / "lake", TRAIN_ALONE)  # one training run: nothing a cluster could take
     before = lake_state(lk.root)
     with pytest.raises(ExecutorError) as err:
-        execute(lk, "p", executor="ray")
-    assert str(err.value).startswith("--executor ray: a portfolio run runs only locally")
+        execute(lk, "one", executor="ray")
+    assert str(err.value).startswith("--executor ray: a train run runs only locally")
     with pytest.raises(ExecutorError, match="--ray-address needs --executor ray"):
-        execute(lk, "p", ray_address="auto")
+        execute(lk, "one", ray_address="auto")
     with pytest.raises(ExecutorError, match="unknown executor 'dask' \\(known: local, ray\\)"):
-        execute(lk, "p", executor="dask")
+        execute(lk, "one", executor="dask")
     nobody = f"127.0.0.1:{free_port()}"
     with pytest.raises(ExecutorError, match=f"--ray-address {nobody}: no Ray cluster answers there"):
-        execute(lk, "p", executor="ray", ray_address=nobody)
+        execute(lk, "one", executor="ray", ray_address=nobody)
     assert lake_state(lk.root) == before
-    r = _cli("--lake", str(lk.root), "execute", "p", "--executor", "ray")
-    assert r.exit_code == 2 and r.stderr.startswith("error: --executor ray: a portfolio run runs only locally")
+    r = _cli("--lake", str(lk.root), "execute", "one", "--executor", "ray")
+    assert r.exit_code == 2 and r.stderr.startswith("error: --executor ray: a train run runs only locally")
     # at most 100 combinations and no [results]: every combination keeps its equity, nothing is chunked
     few = SMA.replace('name = "s"', 'name = "few"').split("[sweep]")[0] + "[sweep]\nfast = [3, 5]\nslow = [20, 30]\n"
     create(lk, parse_spec(few))
