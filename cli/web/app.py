@@ -542,6 +542,8 @@ def experiment(ui: UI, request: Request) -> Response:
         "has_equity": bool(run and "equity" in run.results),
         "has_curve": bool(run and "training_curve" in run.results),
         "sources": _plugin_sources(lake, run),
+        # a train sweep's rows are trials, experiments of their own: a combination opens its trial's page
+        "trials": {int(m["combo"]): str(m["experiment"]) for m in metrics if exp.kind == "train" and "experiment" in m},
     }
     if request.headers.get("HX-Request") and q.get("fragment") == "heatmap":
         return ui.page(request, "_heatmap.html", ctx, as_json)

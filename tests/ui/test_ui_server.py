@@ -169,3 +169,42 @@ def test_reproduce_reports_progress(server: Server) -> None:
     assert all(0 <= p["step"] <= p["total"] for p in seen)
     status, body, _ = server.get(f"/reproduce/{job['id']}")
     assert status == 200 and b'id="verdict"' in body
+
+
+def test_a_train_sweep_page_links_each_trial_to_its_own_experiment(tmp_path: Path) -> None:
+    """The sweep's rows are trials, experiments of their own: the metrics table and the heatmap open them."""
+    from artifact_lake.artifact_store.samples import synthetic_ohlcv
+    from artifact_lake.experiments import create, execute, parse_spec
+    from artifact_lake.projections import Lake
+
+    spec = """
+name = "ppo"
+kind = "train"
+[inputs]
+ohlcv = ["px"]
+[env]
+window = 8
+episode_length = 64
+[trainer]
+total_steps = 512
+n_envs = 4
+n_steps = 64
+hidden = [8, 8]
+device = "cpu"
+[sweep]
+seed = [1, 2]
+"""
+    with Lake.open(tmp_path / "lake") as lk:
+        lk.publish(synthetic_ohlcv(("A",), bars=1500, seed=3), "ohlcv", name="px")
+        run = execute(lk, create(lk, parse_spec(spec))[0].id)
+        trials = [t["experiment"] for t in run.checks["trials"]]
+    server = start_ui(tmp_path / "lake")
+    try:
+        status, body, _ = server.get("/experiment/ppo")
+        assert status == 200
+        for trial in trials:
+            assert f'href="/experiment/{trial}"'.encode() in body
+        status, body, _ = server.get(f"/experiment/{trials[1]}")
+        assert status == 200 and b"ppo.trial-1" in body
+    finally:
+        stop(server.proc)
