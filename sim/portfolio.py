@@ -161,16 +161,17 @@ class PortfolioResult:
         }
 
 
-def _weights(panel: Panel, weights: Any, direction: str) -> tuple[np.ndarray, int]:
+def _weights(panel: Panel, weights: Any, direction: str) -> tuple[np.ndarray, np.ndarray, int]:
     w = np.ascontiguousarray(weights, dtype=np.float64)
     if w.shape != panel.shape:
         raise ValueError(f"weights have shape {w.shape}, the panel {panel.shape} (bars, symbols)")
-    rows, i, j, why = PK.scan_weights_nb(w, direction == "long")  # one pass, no temporary arrays
+    orders = np.empty(w.shape[0], dtype=np.bool_)  # rows holding an order: the kernel reads only those
+    rows, i, j, why = PK.scan_weights_nb(w, direction == "long", orders)  # one pass, no temporary arrays
     if why == 1:
         raise ValueError(f"weights[{i}, {j}] is infinite (NaN leaves a symbol as it is)")
     if why == 2:
         raise ValueError(f"weights[{i}, {j}] = {w[i, j]} is short but direction is 'long'")
-    return w, int(rows)
+    return w, orders, int(rows)
 
 
 def run_portfolio(
@@ -198,11 +199,13 @@ def run_portfolio(
         raise ValueError(f"direction must be long or both, not {direction!r}")
     if not (isinstance(min_trade, (int, float)) and 0 <= min_trade < 1 and math.isfinite(min_trade)):
         raise ValueError(f"min_trade must be a fraction of equity in [0, 1), not {min_trade!r}")
-    w, rows_with_orders = _weights(panel, weights, direction)
+    w, orders, rows_with_orders = _weights(panel, weights, direction)
     n, m = panel.shape
     if n == 0:
         raise ValueError("the panel has no bars")
-    fills = np.zeros(rows_with_orders * m + m, dtype=fill_dt)  # one fill per symbol and rebalance, + bankrupt
+    # one fill per symbol and rebalance, + bankrupt; not zeroed: the kernel writes every field of every fill it
+    # counts, and only those are kept
+    fills = np.empty(rows_with_orders * m + m, dtype=fill_dt)
     equity, cash, gross, net = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     positions = np.empty((n, m))
     raw = np.empty(N_METRICS)
@@ -213,6 +216,7 @@ def run_portfolio(
         np.ascontiguousarray(panel.volume),  # read only where there is a bar
         np.ascontiguousarray(panel.mask),
         w,
+        orders,
         float(ex.cash),
         getattr(FILL_AT, ex.fill),
         int(ex.latency_bars),
