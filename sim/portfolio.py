@@ -60,11 +60,19 @@ class Panel:
         return (len(self), len(self.symbols))
 
     def last_close(self) -> np.ndarray:
-        """The close carried forward over missing bars (NaN before a symbol's first bar): the valuation price."""
+        """The close carried forward over missing bars (NaN before a symbol's first bar): the valuation price.
+
+        Computed once per panel and shared by every call (a sweep calls its strategy once per combination):
+        the array is read-only; copy it to change it."""
+        cached = self.__dict__.get("_last_close")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
         c = np.where(self.mask, self.close, np.nan)
         idx = np.where(self.mask, np.arange(c.shape[0])[:, None], 0)
         np.maximum.accumulate(idx, axis=0, out=idx)
         out: np.ndarray = c[idx, np.arange(c.shape[1])]
+        out.flags.writeable = False
+        self.__dict__["_last_close"] = out  # a frozen dataclass: its __dict__ still takes a cache
         return out
 
     def slice(self, start: int, stop: int) -> Panel:

@@ -96,6 +96,11 @@ def test_from_table_builds_the_union_of_timestamps():
     assert p.mask.tolist() == [[True, False], [True, True], [True, False], [False, True]]
     lc = p.last_close()
     assert np.isnan(lc[0, 1]) and lc[:, 0].tolist() == [1, 2, 3, 3] and lc[1:, 1].tolist() == [4, 4, 5]
+    # computed once per panel (a sweep asks once per combination) and read-only, so no caller can change it
+    assert p.last_close() is lc and not lc.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        lc[0, 0] = 9.0
+    assert p.slice(1, 4).last_close()[:, 0].tolist() == [2, 3, 3]  # a slice is a panel of its own
 
 
 def test_one_symbol_weight_one_equals_the_single_symbol_buy_and_hold():
