@@ -23,8 +23,10 @@ Invariants:
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +46,7 @@ from .objects import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
     import pyarrow as pa
@@ -59,6 +61,10 @@ Measured on 10M OHLCV rows (peak RSS, time of the read, checks and hashes): 2^18
 _AHEAD = 2
 """Batches the writer thread may lag behind the reader (each holds about BATCH_ROWS rows in memory)."""
 _CARRIED = ("increasing", "unique")
+_FLUSH_EVERY_S = 0.05
+"""How often a table's object being written is flushed to disk behind its writer (:func:`_flushed_behind`), so
+that its final fsync finds little left to write. Measured on two 10M-row OHLCV objects written at once: the
+fsyncs took 0.25 s without it, 0.01 s with it, for the same CPU."""
 
 
 @dataclass(frozen=True)
@@ -397,15 +403,100 @@ def _table(batch: pa.RecordBatch | None, pf: pq.ParquetFile) -> pa.Table:
 
 
 # -- staging a table in memory ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TablePart:
+    """A conformed table to stage, with what :func:`stage_tables` needs to know of it."""
+
+    table: pa.Table
+    schema: Schema
+    label: str
+    """How messages name the table (a file's path)."""
+    artifact_id: str
+    """Its content id."""
+    ordered_by: tuple[str, ...] = ()
+    """Columns the caller sorted and deduplicated the rows by (``find_violations``' ``ordered_by``)."""
+
+
 def stage_table(root: Path, table: pa.Table, schema: Schema, label: str, artifact_id: str) -> StagedObject:
     """:func:`write_checked` for a conformed table whose id is ``artifact_id``, with its file hash."""
-    staged = write_checked(root, table, schema, label)
+    return stage_tables(root, [TablePart(table, schema, label, artifact_id)])[0]
+
+
+def stage_tables(root: Path, parts: Sequence[TablePart]) -> list[StagedObject]:
+    """Stage conformed tables as :func:`stage_table` does one: every table is written (flushed to disk behind
+    its writer) and its file hashed on a thread of its own while this thread checks the tables in order. The
+    Parquet writer, the checks and blake3 release the GIL: on two idle cores, a file import's two objects
+    take little longer than one. A bad row in any table or a full disk discards every staged file and
+    raises one line: the first bad table's."""
+    from artifact_lake.schemas import find_violations, first_error
+
+    staged: list[Staged] = []
+    hashes: list[str] = []
     try:
-        fhash = file_hash(staged.path)
+        # leaving the pool waits for every writer, so no file is discarded under a writer's feet
+        with ThreadPoolExecutor(max(len(parts), 1), thread_name_prefix="lake-writer") as pool:
+            writing: list[Future[str]] = []
+            try:
+                for part in parts:
+                    staged.append(stage(root))
+                    writing.append(pool.submit(_write_hashed, part.table, staged[-1], part.schema))
+                for part in parts:
+                    violations = find_violations(part.table, part.schema, ordered_by=part.ordered_by)
+                    if violations:
+                        raise first_error(part.table, violations, part.schema, part.label)
+            finally:
+                # a failed write (a full disk) speaks before a bad row, as in write_checked
+                for done, part in zip(writing, parts, strict=False):
+                    try:
+                        hashes.append(done.result())
+                    except OSError as exc:
+                        if is_disk_full(exc):
+                            raise disk_full(exc, f"staging the object of {part.label} in {root / 'tmp'}") from exc
+                        raise
     except BaseException:
-        staged.discard()
+        for st in staged:
+            st.discard()
         raise
-    return StagedObject(staged, artifact_id, table.num_rows, table.schema, fhash, kept=False)
+    return [
+        StagedObject(st, part.artifact_id, part.table.num_rows, part.table.schema, fhash, kept=False)
+        for st, fhash, part in zip(staged, hashes, parts, strict=True)
+    ]
+
+
+def _write_hashed(table: pa.Table, staged: Staged, schema: Schema) -> str:
+    """Write ``table`` as the canonical object into ``staged`` (fsynced); its file hash."""
+    with _flushed_behind(staged.handle.fileno()):
+        write_canonical(table, staged, schema.name, schema.version)
+    return file_hash(staged.path)
+
+
+@contextmanager
+def _flushed_behind(fd: int) -> Iterator[None]:
+    """While the body writes the file ``fd``, a thread of its own writes what is there to disk every
+    ``_FLUSH_EVERY_S``: the disk works while the writer encodes, not all after it. The body's own fsync
+    still ends the write. An error of those flushes is raised when the body ends, since the kernel reports
+    a failed write-back once: the body's fsync might not see it again."""
+    done = threading.Event()
+    failed: list[OSError] = []
+    sync = getattr(os, "fdatasync", os.fsync)
+
+    def flush() -> None:
+        while not done.wait(_FLUSH_EVERY_S):
+            try:
+                sync(fd)
+            except OSError as exc:
+                failed.append(exc)
+                return
+
+    flusher = threading.Thread(target=flush, name="lake-flush", daemon=True)
+    flusher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        flusher.join()
+    if failed:
+        raise failed[0]
 
 
 def write_checked(root: Path, table: pa.Table, schema: Schema, label: str) -> Staged:

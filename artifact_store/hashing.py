@@ -34,6 +34,7 @@ import blake3
 from .errors import InvalidInput
 
 if TYPE_CHECKING:
+    import numpy as np
     import pyarrow as pa
 
 FORMAT = "artifact-lake/1"
@@ -93,17 +94,17 @@ class _ColumnHasher:
             return
         if arr.null_count:
             isnull = arr.is_null().to_numpy(zero_copy_only=False)
-            self.nulls.update((np.flatnonzero(isnull) + self.rows).astype("<i8").tobytes())
+            self.nulls.update(_bytes_of((np.flatnonzero(isnull) + self.rows).astype("<i8")))
         if pt.is_null(t):
             pass  # every slot is null: the nulls stream says it all
         elif pt.is_boolean(t):
             vals = pc.fill_null(arr, False) if arr.null_count else arr
-            self.values.update(vals.to_numpy(zero_copy_only=False).astype(np.uint8).tobytes())
+            self.values.update(_bytes_of(vals.to_numpy(zero_copy_only=False).astype(np.uint8)))
         elif pt.is_string(t) or pt.is_binary(t):
             if arr.null_count:
                 arr = pc.fill_null(arr, "" if pt.is_string(t) else b"")
             offsets = np.frombuffer(arr.buffers()[1], dtype="<i4")[arr.offset : arr.offset + n + 1]
-            self.lengths.update(np.diff(offsets).astype("<i8").tobytes())
+            self.lengths.update(_bytes_of(np.diff(offsets).astype("<i8")))
             data = arr.buffers()[2]
             if data is not None and n:
                 self.values.update(memoryview(data)[offsets[0] : offsets[-1]])
@@ -112,7 +113,7 @@ class _ColumnHasher:
                 arr = arr.view(pa.list_(self.children[0].type))  # same layout as the map
             # null slots count as empty; flatten() skips whatever a writer left behind them
             lengths = pc.fill_null(pc.list_value_length(arr), 0)
-            self.lengths.update(lengths.to_numpy(zero_copy_only=False).astype("<i8").tobytes())
+            self.lengths.update(_bytes_of(lengths.to_numpy(zero_copy_only=False).astype("<i8")))
             self.children[0].feed(arr.flatten())
         elif pt.is_struct(t):
             for child, values in zip(self.children, arr.flatten(), strict=True):
@@ -128,11 +129,11 @@ class _ColumnHasher:
                     floats[nan] = np.nan  # one canonical NaN bit pattern
                     if arr.null_count:
                         floats[isnull] = 0
-                    buf = memoryview(floats.tobytes())
+                    buf = _bytes_of(floats)
             elif arr.null_count:
                 slots = np.frombuffer(buf, dtype=np.uint8).reshape(n, width).copy()
                 slots[isnull] = 0
-                buf = memoryview(slots.tobytes())
+                buf = _bytes_of(slots)
             self.values.update(buf)
         else:
             where = f"column {self.name!r} " if self.name else "column "
@@ -143,6 +144,11 @@ class _ColumnHasher:
         parts = [self.nulls.hexdigest(), self.values.hexdigest(), self.lengths.hexdigest()]
         parts += [c.digest() for c in self.children]
         return blake3.blake3(":".join(parts).encode()).hexdigest()
+
+
+def _bytes_of(values: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array, no copy (blake3 takes only buffers of bytes)."""
+    return values.reshape(-1).view("u1").data
 
 
 def _entries(t: pa.MapType) -> pa.DataType:
@@ -221,18 +227,70 @@ class ContentHasher:
 
     def hexdigest(self) -> str:
         columns = [[h.name, type_text(h.type), h.digest()] for h in self._columns]
-        header = {
-            "format": FORMAT,
-            "type": self.type_name,
-            "schema_version": self.schema_version,
-            "rows": self.rows,
-            "columns": columns,
-        }
-        return blake3.blake3(json.dumps(header, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return _header_id(self.type_name, self.schema_version, self.rows, columns)
 
 
-def content_id(table: pa.Table, type_name: str, schema_version: int) -> str:
-    """The artifact id of a conformed table (see the module docstring)."""
+def _header_id(type_name: str, schema_version: int, rows: int, columns: list[list[str]]) -> str:
+    """The id: blake3 of the header, ``columns`` being ``[name, type text, digest]`` per column."""
+    header = {
+        "format": FORMAT,
+        "type": type_name,
+        "schema_version": schema_version,
+        "rows": rows,
+        "columns": columns,
+    }
+    return blake3.blake3(json.dumps(header, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class DigestMemo:
+    """Column digests already computed, for hashing tables that share columns (a file import's raw and typed
+    tables hold the same time and price arrays): a column whose chunks are the same memory (buffers,
+    offsets, lengths), hashed the same way, has the same digest, whatever its name or table.
+
+    The memo keeps every column it saw alive, so no other array can take over that memory while it lives;
+    keep one only as long as the tables it serves. Nested columns are always hashed afresh.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[object, ...], tuple[str, pa.ChunkedArray]] = {}
+
+    def digest(self, column: pa.ChunkedArray, name: str = "") -> str:
+        """:func:`column_digest` of ``column``, from the memo when the same memory was hashed the same way."""
+        way = _flat_way(column.type)
+        if way is None:
+            return column_digest(column, name)
+        key = (
+            way,
+            *((c.offset, len(c), *((b.address, b.size) if b else None for b in c.buffers())) for c in column.chunks),
+        )
+        if key not in self._seen:
+            self._seen[key] = (column_digest(column, name), column)
+        return self._seen[key][0]
+
+
+def _flat_way(t: pa.DataType) -> tuple[object, ...] | None:
+    """How :class:`_ColumnHasher` turns a flat column into bytes (equal for types whose values are hashed
+    alike, as timestamps of one unit in any zone), or None for nested and dictionary types."""
+    import pyarrow.types as pt
+
+    if pt.is_nested(t) or pt.is_dictionary(t):
+        return None
+    if pt.is_null(t) or pt.is_boolean(t) or pt.is_string(t) or pt.is_binary(t):
+        return (str(t),)
+    width = _byte_width(t)
+    if width:
+        return ("float" if pt.is_floating(t) else "fixed", width)
+    return (str(t),)
+
+
+def content_id(table: pa.Table, type_name: str, schema_version: int, *, memo: DigestMemo | None = None) -> str:
+    """The artifact id of a conformed table (see the module docstring); ``memo`` reuses the digests of
+    columns hashed before (see :class:`DigestMemo`)."""
+    if memo is not None:
+        columns = [
+            [f.name, type_text(f.type), memo.digest(table.column(i), f.name)] for i, f in enumerate(table.schema)
+        ]
+        return _header_id(type_name, schema_version, table.num_rows, columns)
     hasher = ContentHasher(table.schema, type_name, schema_version)
     hasher.feed(table)
     return hasher.hexdigest()

@@ -3,7 +3,8 @@ that file into an Arrow table plus a publish of that table (``Lake.publish``, wh
 
 Each side runs in a child process (start-up included on both sides) into a fresh lake; the two alternate
 (ours, baseline, ours, ...) and the best of ``--repeat`` runs counts. Peak RSS is the child's ``ru_maxrss``
-read with ``os.wait4``. Target: ours <= 1.3x the baseline.
+read with ``os.wait4``, CPU its user + system time (all threads): on a machine that others load, the time
+ratio swings with their load and drifts towards the CPU ratio. Target: ours <= 1.3x the baseline.
 
     python bench/bench_ingest_csv.py [--rows 10000000] [--repeat 3]
 """
@@ -69,8 +70,8 @@ def write_csv(path: Path, rows: int) -> None:
     pacsv.write_csv(table, path)
 
 
-def run_child(code: str, csv: Path, lake: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of ``python -c code csv lake``."""
+def run_child(code: str, csv: Path, lake: Path) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (bytes) and CPU seconds (user + system) of ``python -c code csv lake``."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-c", code, str(csv), str(lake)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -80,7 +81,7 @@ def run_child(code: str, csv: Path, lake: Path) -> tuple[float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting again
     if proc.returncode != 0:
         raise SystemExit(f"child failed with exit {proc.returncode}: {code.strip().splitlines()[-2]}")
-    return took, usage.ru_maxrss * 1024  # Linux reports KiB
+    return took, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime  # Linux reports KiB
 
 
 def main() -> None:
@@ -92,18 +93,21 @@ def main() -> None:
         csv = Path(tmp) / "BTC.csv"
         write_csv(csv, args.rows)
         size = csv.stat().st_size
-        ours_t, base_t, ours_rss, base_rss = [], [], [], []
+        ours_t, base_t, ours_rss, base_rss, ours_cpu, base_cpu = [], [], [], [], [], []
+        sides = ((OURS, ours_t, ours_rss, ours_cpu, "ours"), (BASELINE, base_t, base_rss, base_cpu, "base"))
         for i in range(args.repeat):
-            for code, times, rss, tag in ((OURS, ours_t, ours_rss, "ours"), (BASELINE, base_t, base_rss, "base")):
-                took, peak = run_child(code, csv, Path(tmp) / f"lake-{tag}-{i}")
+            for code, times, rss, cpu, tag in sides:
+                took, peak, used = run_child(code, csv, Path(tmp) / f"lake-{tag}-{i}")
                 times.append(took)
                 rss.append(peak)
+                cpu.append(used)
     ours, base = min(ours_t), min(base_t)
     mib = 1024 * 1024
     print_table(
         f"CSV import: {args.rows:,} rows ({size / mib:.0f} MiB), best of {args.repeat}, alternated",
         [
             ("time", ms(ours), ms(base), f"{ours / base:.2f}x", "<= 1.3x"),
+            ("CPU (user + system)", ms(min(ours_cpu)), ms(min(base_cpu)), f"{min(ours_cpu) / min(base_cpu):.2f}x", "-"),
             (
                 "peak RSS",
                 f"{max(ours_rss) / mib:.0f} MiB",

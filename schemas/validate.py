@@ -36,7 +36,7 @@ from ._types import canonical_type, parse_type, storage_problem
 from .errors import SchemaError, ValidationError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     import numpy as np
     import pyarrow as pa
@@ -363,15 +363,56 @@ def _codes(table: pa.Table, columns: list[str]) -> np.ndarray:
 
     codes = np.zeros(table.num_rows, dtype=np.int64)
     for c in columns:
-        # nulls get a code of their own (a masked index would turn into NaN in numpy)
-        enc = pc.dictionary_encode(table.column(c), null_encoding="encode").combine_chunks()
+        # nulls get a code of their own (a masked index would turn into NaN in numpy); one chunk, one
+        # dictionary (pyarrow cannot unify the dictionaries of chunks that encoded a null)
+        enc = pc.dictionary_encode(table.column(c).combine_chunks(), null_encoding="encode")
         idx = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         codes = codes * (len(enc.dictionary) + 1) + idx
     return codes
 
 
-def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
-    """Every check's bad rows, in schema order. ``table`` must already be conformed."""
+def _runs_of_groups(table: pa.Table, columns: list[str]) -> np.ndarray | None:
+    """Whether each row agrees with the row before on ``columns`` (``n - 1`` flags), when every group of
+    equal ``columns`` is one run of consecutive rows (as in a file sorted by them); None when a group comes
+    back after another, or when equality is not plain (nulls; floats, where NaN == NaN for :func:`_codes`).
+
+    One comparison of neighbours per column instead of hashing every value (``_codes``): where the groups
+    are runs, rows are in the same group exactly where they agree with the row before.
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+    import pyarrow.types as pt
+
+    n = table.num_rows
+    same = None
+    for c in columns:
+        arr = table.column(c)
+        if arr.null_count or pt.is_floating(arr.type) or pt.is_dictionary(arr.type):
+            return None
+        eq = pc.equal(arr.slice(1), arr.slice(0, n - 1))
+        same = eq if same is None else pc.and_(same, eq)
+    if same is None:
+        return np.ones(n - 1, dtype=bool)  # no columns: one group
+    flags: np.ndarray = same.to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(~flags) + 1  # first rows of the runs after the first
+    if starts.size == 0:
+        return flags
+    if 2 * starts.size > n:
+        return None  # mostly runs of one row: sorting the codes is no slower than checking the runs
+    firsts = table.select(columns).take(np.concatenate([[0], starts]))
+    if len(np.unique(_codes(firsts, columns))) != firsts.num_rows:
+        return None  # a group has more than one run
+    return flags
+
+
+def find_violations(table: pa.Table, schema: Schema, *, ordered_by: Sequence[str] = ()) -> list[Violation]:
+    """Every check's bad rows, in schema order. ``table`` must already be conformed.
+
+    ``ordered_by`` is what the caller has made sure of, when it has: the rows are in the order of a stable
+    sort by these columns (nulls last) and no two neighbours agree on all of them (nulls aside), as a file
+    import's ``order_rows`` leaves them. An ``increasing`` check of exactly these columns (its ``by``
+    columns, then its column) can then find nothing, and is skipped; every other check runs.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -410,16 +451,23 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
         v = ok(*cols)
         return bad if v is None else bad & v
 
+    def add_unless(
+        check: str, column: str, good: np.ndarray, reason: str, *cols: str, other: str | None = None
+    ) -> None:
+        """The rows where ``good`` is false are bad, nulls in ``cols`` aside (most tables: none, told in one pass)."""
+        if not good.all():
+            add(check, column, keep(~good, *cols), reason, other)
+
     for chk in schema.checks:
         p = chk.params
         if chk.kind == "finite":
             for c in p["columns"]:
                 with np.errstate(invalid="ignore"):
-                    add("finite", c, keep(~np.isfinite(values(c).astype(np.float64, copy=False)), c), "finite")
+                    add_unless("finite", c, np.isfinite(values(c).astype(np.float64, copy=False)), "finite", c)
         elif chk.kind == "range":
             for c in p["columns"]:
                 vals = values(c)
-                bad = np.zeros(len(vals), dtype=bool)
+                good = None
                 words = []
                 with np.errstate(invalid="ignore"):
                     for key, op, word in (
@@ -429,14 +477,16 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
                         ("le", "<=", "<= "),
                     ):
                         if key in p:
-                            bad |= ~_OPS[op](vals, p[key])
+                            holds = _OPS[op](vals, p[key])
+                            good = holds if good is None else good & holds
                             words.append(f"{c} {word}{p[key]}")
-                add("range", c, keep(bad, c), " and ".join(words))
+                if good is not None:
+                    add_unless("range", c, good, " and ".join(words), c)
         elif chk.kind == "compare":
             left, right, op = p["left"], p["right"], p["op"]
             with np.errstate(invalid="ignore"):
-                bad = ~_OPS[op](values(left), values(right))
-            add("compare", left, keep(bad, left, right), f"{left} {op} {right}", other=right)
+                good = _OPS[op](values(left), values(right))
+            add_unless("compare", left, good, f"{left} {op} {right}", left, right, other=right)
         elif chk.kind == "in_set":
             c = p["column"]
             value_set = pa.array(p["values"], type=table.column(c).type)
@@ -445,24 +495,29 @@ def find_violations(table: pa.Table, schema: Schema) -> list[Violation]:
             add("in_set", c, keep(~inside.astype(bool), c), f"one of {{{shown}}}")
         elif chk.kind == "non_empty":
             for c in p["columns"]:
-                length = pc.utf8_length(pc.utf8_trim_whitespace(table.column(c)))
-                empty = pc.equal(length, 0).fill_null(False).to_numpy()
+                # empty, or white space only (utf8_is_space is false for ""): the strings trim to nothing
+                col = table.column(c)
+                blank = pc.or_(pc.equal(pc.binary_length(col), 0), pc.utf8_is_space(col))
+                empty = blank.fill_null(False).to_numpy()
                 add("non_empty", c, keep(empty, c), "not empty")
         elif chk.kind == "increasing":
             c = p["column"]
             by = list(p.get("by", []))
+            if ordered_by and [*by, c] == list(ordered_by):
+                continue  # strictly increasing within each group: the caller sorted and deduplicated the rows
             vals = values(c)
             n = len(vals)
             if n < 2:
                 continue
-            codes = _codes(table, by) if by else np.zeros(n, dtype=np.int64)
-            if np.all(codes[1:] >= codes[:-1]):
+            runs = _runs_of_groups(table, by)  # most tables: each group already is one run of rows
+            if runs is not None:
                 order = None
-                sv, sc = vals, codes
+                sv, same = vals, runs
             else:
+                codes = _codes(table, by)
                 order = np.lexsort((np.arange(n), codes))  # stable: original order within each group
                 sv, sc = vals[order], codes[order]
-            same = sc[1:] == sc[:-1]
+                same = sc[1:] == sc[:-1]
             diff_bad = same & (sv[1:] <= sv[:-1])
             dup = np.zeros(n, dtype=bool)
             back = np.zeros(n, dtype=bool)

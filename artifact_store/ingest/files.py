@@ -22,12 +22,16 @@ from .._inputs import regular_file
 from ..errors import InvalidInput
 from ..lake import Lake
 from ..names import check_name, name_from_file
-from .mapping import order_key, order_rows, standard_mapping
+from .mapping import Ordered, order_key, order_rows, standard_mapping
 from .presets import Preset, get_preset
 from .sniff import CsvOptions, read_source
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from artifact_lake.schemas import Schema
+
+    from ..records import PublishResult
 
 TS_UNITS = ("s", "ms", "us", "ns")
 
@@ -214,6 +218,66 @@ def localize_file(path: str | Path, tz: str) -> pa.Table:
     return table
 
 
+def _publish_pair(
+    lake: Lake,
+    raw: tuple[pa.Table, str, dict[str, Any]],
+    typed: tuple[Ordered, Schema, str | None, dict[str, Any]],
+    where: str,
+) -> tuple[PublishResult, PublishResult]:
+    """Publish the file as read, ``(table, name, meta)``, as a ``table`` artifact, and the typed table,
+    ``(rows in the type's order, schema, name, meta)``, conformed, with a lineage edge from the first.
+
+    What two :meth:`Lake.publish` calls record, in the same two transactions, but the two objects are
+    written at once, a thread each, while this thread checks the typed table (its order, established by
+    ``order_rows``, is not checked twice): the second core does not wait for the first object. Nothing is
+    recorded unless the typed table passes its checks (also when the lake holds it already); content the
+    lake holds intact is not written again.
+    """
+    from artifact_lake.schemas import conform, find_violations, first_error
+
+    from .._stream import TablePart, stage_tables
+    from ..hashing import DigestMemo, content_id
+    from ..lake import _check_meta
+
+    lake.require_writable("publish")
+    raw_table, raw_name, raw_meta = raw
+    ordered, schema, name, meta = typed
+    table = conform(ordered.table, schema, where)  # lossless casts: the rows keep their order
+    raw_schema = lake.registry.get("table")
+    raw_table = conform(raw_table, raw_schema, where)
+    raw_meta, meta = _check_meta(raw_meta), _check_meta(meta)
+    memo = DigestMemo()  # the typed table's time and price columns mostly are the raw table's arrays
+    raw_id = content_id(raw_table, raw_schema.name, raw_schema.version, memo=memo)
+    typed_id = content_id(table, schema.name, schema.version, memo=memo)
+    del memo
+    parts: list[TablePart] = []
+    if not lake.has_intact_object(raw_id):
+        parts.append(TablePart(raw_table, raw_schema, where, raw_id))
+    if not lake.has_intact_object(typed_id):
+        parts.append(TablePart(table, schema, where, typed_id, ordered.key))
+    else:  # not written again, but checked all the same: an import refuses bad rows
+        bad = find_violations(table, schema, ordered_by=ordered.key)
+        if bad:
+            raise first_error(table, bad, schema, where)
+    staged = {got.artifact_id: got for got in stage_tables(lake.root, parts)}
+
+    def record(
+        artifact_id: str, schema: Schema, name: str | None, parents: list[int], meta: dict[str, Any]
+    ) -> PublishResult:
+        got = staged.pop(artifact_id, None)
+        if got is None:  # known content: only the name version, edges and new meta keys (as Lake.publish)
+            return lake._record(lake._pk(artifact_id), name, parents, None, deduplicated=True, meta=meta)
+        return lake._install(got, schema, where, name, parents, meta, None, None)
+
+    try:
+        raw_rec = record(raw_id, raw_schema, raw_name, [], raw_meta)
+        rec = record(typed_id, schema, name, [lake._pk(raw_rec.id)], meta)
+    finally:
+        for got in staged.values():
+            got.staged.discard()  # not installed: recording the first one failed
+    return raw_rec, rec
+
+
 def _outputs(result: FileImport) -> list[openlineage.Ref]:
     return [(result.raw_id, name_from_file("raw", Path(result.source).name)), (result.id, result.name)]
 
@@ -273,8 +337,6 @@ def import_file(
     """
     import pyarrow as pa
 
-    from artifact_lake.schemas import conform, find_violations, first_error
-
     p = Path(path)
     where = str(p)
     if name is not None:
@@ -325,7 +387,7 @@ def import_file(
     filled: str | None = None
     if symbol is not None or (schema.column("symbol") is not None and "symbol" not in table.column_names):
         filled = symbol if symbol is not None else _symbol_from_name(p, pre)
-        col = pa.array([filled] * table.num_rows, pa.string())
+        col = pa.repeat(pa.scalar(filled, pa.string()), table.num_rows)
         table = (
             table.set_column(table.column_names.index("symbol"), "symbol", col)
             if "symbol" in table.column_names
@@ -339,13 +401,10 @@ def import_file(
             parse_ts(table.column("ts"), tz=tz, unit=unit, where=where, ts_format=ts_format),
         )
     ordered = order_rows(table, order_key(schema), where)
-    conformed = conform(ordered.table, schema, where)
-    bad = find_violations(conformed, schema)
-    if bad:
-        raise first_error(conformed, bad, schema, where)
     all_meta = {**(meta or {}), **cal_meta, "source_file": p.name}
-    raw_rec = lake.publish(raw, "table", name=raw_name, meta={"source_file": p.name})
-    rec = lake.publish(conformed, type, name=name, inputs=[raw_rec.id], meta=all_meta)
+    raw_rec, rec = _publish_pair(
+        lake, (raw, raw_name, {"source_file": p.name}), (ordered, schema, name, all_meta), where
+    )
     return FileImport(
         str(p),
         raw_rec.id,

@@ -94,6 +94,10 @@ class Ordered:
     table: pa.Table
     duplicates: int
     reordered: bool
+    key: tuple[str, ...] = ()
+    """The key the rows are now in strictly increasing order of (sorted stably, nulls last, no two neighbours
+    with one key, nulls aside): ``find_violations(..., ordered_by=key)`` need not check it again. Empty when
+    no order was established (no key, or a key column missing)."""
 
 
 def order_key(schema: Schema) -> list[str]:
@@ -105,8 +109,14 @@ def order_key(schema: Schema) -> list[str]:
 
 
 def _in_order(table: pa.Table, key: list[str]) -> bool:
-    """Whether ``table``'s rows already are in ``key`` order (equal keys allowed), without sorting: each row's
-    key compared with the one before, column by column (a later column decides only where earlier ones tie)."""
+    """Whether ``table``'s rows already are in ``key`` order (equal keys allowed), without sorting."""
+    return _ties_in_order(table, key) is not None
+
+
+def _ties_in_order(table: pa.Table, key: list[str]) -> pa.ChunkedArray | None:
+    """For rows already in ``key`` order (equal keys allowed): whether each row's key equals the one before
+    (``n - 1`` flags); None when the rows are out of order. Each row's key is compared with the one before,
+    column by column (a later column decides only where earlier ones tie), without sorting."""
     import pyarrow.compute as pc
 
     n = table.num_rows
@@ -114,16 +124,17 @@ def _in_order(table: pa.Table, key: list[str]) -> bool:
     for k in key:
         col = table.column(k)
         if col.null_count:
-            return False  # nulls sort last: let the sort place them
+            return None  # nulls sort last: let the sort place them
         nxt, prev = col.slice(1), col.slice(0, n - 1)
-        down = pc.less(nxt, prev)
-        if tied is not None:
-            down = pc.and_(tied, down)
-        if pc.any(down).as_py():
-            return False
         eq = pc.equal(nxt, prev)
+        if not pc.all(eq).as_py():  # a column of one value (a symbol filled in) cannot step down
+            down = pc.less(nxt, prev)
+            if tied is not None:
+                down = pc.and_(tied, down)
+            if pc.any(down).as_py():
+                return None
         tied = eq if tied is None else pc.and_(tied, eq)
-    return True
+    return tied
 
 
 def order_rows(table: pa.Table, key: list[str], where: str) -> Ordered:
@@ -132,23 +143,29 @@ def order_rows(table: pa.Table, key: list[str], where: str) -> Ordered:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not key or any(k not in table.column_names for k in key) or table.num_rows < 2:
+    if not key or any(k not in table.column_names for k in key):
         return Ordered(table, 0, False)
-    rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
-    reordered = not _in_order(table, key)  # one pass over the key columns; files are mostly in order already
+    if table.num_rows < 2:
+        return Ordered(table, 0, False, tuple(key))
+    same = _ties_in_order(table, key)  # one pass over the key columns; files are mostly in order already
+    reordered = same is None
+    order = None
     if reordered:
+        rows = pa.array(np.arange(table.num_rows, dtype=np.int64))
         with_row = table.append_column("__row", rows)
         order = pc.sort_indices(with_row, sort_keys=[*[(k, "ascending") for k in key], ("__row", "ascending")])
         table = table.take(order)
-    source_rows = order if reordered else rows
-    same = None
-    for k in key:
-        col = table.column(k)
-        eq = pc.fill_null(pc.equal(col.slice(1), col.slice(0, table.num_rows - 1)), False)
-        same = eq if same is None else pc.and_(same, eq)
+        for k in key:
+            col = table.column(k)
+            eq = pc.fill_null(pc.equal(col.slice(1), col.slice(0, table.num_rows - 1)), False)
+            same = eq if same is None else pc.and_(same, eq)
     assert same is not None
     if not pc.any(same).as_py():
-        return Ordered(table, 0, reordered)
+        return Ordered(table, 0, reordered, tuple(key))
+
+    def source_row(i: int) -> int:
+        return i if order is None else int(order[i].as_py())
+
     keep = [True] * table.num_rows
     first = 0
     for i in pc.indices_nonzero(same).to_pylist():
@@ -160,8 +177,8 @@ def order_rows(table: pa.Table, key: list[str], where: str) -> Ordered:
             diff = next(c for c in table.column_names if a[c] != b[c])
             at = ", ".join(f"{k} {a[k]}" for k in key)
             raise InvalidInput(
-                f"{where}: rows {source_rows[first].as_py()} and {source_rows[j].as_py()} are both {at} with"
+                f"{where}: rows {source_row(first)} and {source_row(j)} are both {at} with"
                 f" different values (column {diff!r}: {a[diff]!r} vs {b[diff]!r}); remove one of them"
             )
         keep[j] = False
-    return Ordered(table.filter(pa.array(keep)), keep.count(False), reordered)
+    return Ordered(table.filter(pa.array(keep)), keep.count(False), reordered, tuple(key))
