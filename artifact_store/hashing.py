@@ -109,8 +109,10 @@ class _ColumnHasher:
             if data is not None and n:
                 self.values.update(memoryview(data)[offsets[0] : offsets[-1]])
         elif pt.is_list(t) or pt.is_fixed_size_list(t) or pt.is_map(t):
-            if pt.is_map(t):
-                arr = arr.view(pa.list_(self.children[0].type))  # same layout as the map
+            if pt.is_map(t):  # a list of its entries, built from the map's own offsets and entries: a view of a
+                # sliced map (a map inside a list) loses the length of a null-typed child, and flatten then fails
+                offsets = pa.array(arr.offsets.to_numpy(), pa.int32())  # unsliced: a mask takes no sliced offsets
+                arr = pa.ListArray.from_arrays(offsets, arr.values, mask=arr.is_null() if arr.null_count else None)
             # null slots count as empty; flatten() skips whatever a writer left behind them
             lengths = pc.fill_null(pc.list_value_length(arr), 0)
             self.lengths.update(_bytes_of(lengths.to_numpy(zero_copy_only=False).astype("<i8")))
