@@ -109,7 +109,8 @@ _ENV_KEYS = {
     "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
     "endpoint": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
 }
-_UNSUPPORTED = ("credential_process", "sso_session", "sso_start_url", "role_arn", "web_identity_token_file")
+_OVERRIDING = ("role_arn", "web_identity_token_file", "sso_session", "sso_start_url")
+"""Profile keys whose credentials botocore takes before the profile's static keys (none is run here)."""
 
 
 def profile_settings() -> dict[str, str]:
@@ -117,8 +118,9 @@ def profile_settings() -> dict[str, str]:
 
     Precedence as the AWS CLI's: environment, then the credentials file, then the config file
     (``[profile NAME]``, or ``[default]``). Credentials come as a whole: when ``AWS_ACCESS_KEY_ID`` is set none
-    are read from the files. A profile named by ``$AWS_PROFILE`` that neither file has, and a profile whose
-    credentials come from a process, SSO or an assumed role (not read here), are one line each."""
+    are read from the files (and the profile's kind of credentials does not matter). A profile named by
+    ``$AWS_PROFILE`` that neither file has, and, without credentials in the environment, a profile whose
+    credentials come from an assumed role, SSO or a process (not run here), are one line each."""
     profile = os.environ.get("AWS_PROFILE") or os.environ.get("AWS_DEFAULT_PROFILE")
     name = profile or "default"
     config_file = Path(os.environ.get("AWS_CONFIG_FILE") or "~/.aws/config").expanduser()
@@ -132,13 +134,19 @@ def profile_settings() -> dict[str, str]:
             found.update(values)  # the credentials file, read second, wins
     if profile and not seen:
         raise InvalidInput(f"AWS profile {profile!r} (AWS_PROFILE) is in neither {config_file} nor {creds_file}")
-    if "aws_access_key_id" not in found and (how := next((k for k in _UNSUPPORTED if k in found), None)):
+    env_has_credentials = bool(os.environ.get("AWS_ACCESS_KEY_ID"))
+    # botocore's order: an assumed role, web identity or SSO wins over a profile's static keys, which win over
+    # a credential process; none of those three is run here, so such a profile is refused unless the
+    # environment carries credentials (what the suggested export gives)
+    how = next((k for k in _OVERRIDING if k in found), None)
+    if how is None and "aws_access_key_id" not in found and "credential_process" in found:
+        how = "credential_process"
+    if how is not None and not env_has_credentials:
         raise InvalidInput(
             f"AWS profile {name!r} gets its credentials through {how}, which artifact-lake does not run: export them"
             ' (eval "$(aws configure export-credentials --profile NAME --format env)")'
         )
     out: dict[str, str] = {}
-    env_has_credentials = bool(os.environ.get("AWS_ACCESS_KEY_ID"))
     for key, target in _PROFILE_KEYS.items():
         if key not in found or any(os.environ.get(v) for v in _ENV_KEYS[target]):
             continue

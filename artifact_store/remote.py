@@ -531,6 +531,12 @@ def fetch_object(lake: Lake, artifact_id: str, backend: Backend, report: PullRep
         return
     data = backend.get(_object_key(artifact_id))
     got = _verified_object(artifact_id, row, data, backend.url)
+    if got != row["file_hash"]:
+        # the same content as other bytes: record the hash of the bytes about to be installed while the
+        # artifact is still records-only, so a crash from here on leaves a record that matches what is (or
+        # will be) in objects/, never a whole object that verify would call changed
+        with mf.immediate(lake.db):
+            lake.db.execute("UPDATE artifacts SET file_hash = ?, bytes = ? WHERE pk = ?", (got, len(data), row["pk"]))
     staged = stage(lake.root)
     try:
         staged.handle.write(data)
@@ -540,10 +546,6 @@ def fetch_object(lake: Lake, artifact_id: str, backend: Backend, report: PullRep
             install(staged, object_path(lake.root, artifact_id))
             lake._intact.pop(artifact_id, None)
             lake.db.execute("DELETE FROM remote_objects WHERE artifact = ?", (row["pk"],))
-            if got != row["file_hash"]:  # the same content as other bytes: record the bytes installed
-                lake.db.execute(
-                    "UPDATE artifacts SET file_hash = ?, bytes = ? WHERE pk = ?", (got, len(data), row["pk"])
-                )
     finally:
         staged.discard()  # a no-op once installed
     if report is not None:

@@ -296,8 +296,8 @@ def _run_trials(
         bars = train.train_bars(lake, spec)  # one symbol, the same for every trial: put in Ray's store once
         version = code_version()
         jobs = ((k, (children[k].spec.doc, trials.code_hashes(children[k].spec), version)) for k in todo)
-        gpu = any(trials.may_use_gpu(children[k].spec) for k in todo)
-        for k, trained in pool.map_unordered(trials.train_trial, bars, jobs, worker_env(), gpu=gpu):
+        gpu = {k: trials.may_use_gpu(children[k].spec) for k in todo}  # trainer.device = "cpu": no GPU asked
+        for k, trained in pool.map_unordered(trials.train_trial, bars, jobs, worker_env(), gpu=gpu.__getitem__):
             outcomes[k] = _outcome(lake, k, _record_trial(lake, children[k], trained, pool))
             if progress is not None:
                 progress(len(outcomes), n, f"trial {k + 1}/{n} trained on {trained.timings.get('device', 'cpu')}")
@@ -326,7 +326,8 @@ def _record_trial(lake: Lake, exp: tracker.Experiment, trained: trials.Trained, 
     started = time.perf_counter() - float(trained.timings.get("task", 0.0))
     events = openlineage.run_events(lake)
     with tracker.run_lock(lake.root) as lock:
-        run = tracker.new_run(lake.db, exp.id, device=str(trained.timings.get("device", "cpu")), lock=lock)
+        device = str(trained.timings.get("device", "cpu"))
+        run = tracker.new_run(lake.db, exp.id, device=device, lock=lock, env=trained.environment or None)
         events.start(f"experiment/{exp.spec.name}", run_id=run.id, inputs=sorted(exp.spec.inputs["ohlcv"]))
         try:
             done = _publish(lake, exp, run.id, computed, runner, started)

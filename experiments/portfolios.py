@@ -166,8 +166,8 @@ def portfolio_chunk(
     if plugin is None:
         raise PluginError(f"a Ray worker cannot resolve portfolio strategy {plugin_name!r} ({sweep._loads()})")
     sweep.check_hashes({} if plugin.builtin else {plugin.name: plugins.closure(plugin).hash}, code)
-    arrays = {f.name: np.array(getattr(panel, f.name)) for f in dataclasses.fields(panel)}
-    writable = dataclasses.replace(panel, **{k: v for k, v in arrays.items() if v.dtype != object})
+    arrays = [f.name for f in dataclasses.fields(panel) if isinstance(getattr(panel, f.name), np.ndarray)]
+    writable = dataclasses.replace(panel, **{f: np.array(getattr(panel, f)) for f in arrays})  # Ray's: read-only
     log = plugins.GuardLog() if guarded else None
     runs = _Portfolios(writable, plugin, *setup, log)
     rows = []

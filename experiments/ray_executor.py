@@ -170,14 +170,14 @@ class RayExecutor:
         jobs: Iterable[tuple[K, tuple[Any, ...]]],
         env: dict[str, str],
         *,
-        gpu: bool = False,
+        gpu: Callable[[K], bool] | None = None,
     ) -> Iterator[tuple[K, Any]]:
         """``fn(shared, *args)`` for each ``(key, args)`` of ``jobs`` as a Ray task, ``(key, result)`` as each
         finishes (any order). ``shared`` is put in the object store once; at most
         :data:`IN_FLIGHT_PER_CPU` x the cluster's CPUs tasks are in flight, and the next ones are submitted
         only after the caller took a result. A task's exception is raised here as it was raised there (a
-        :class:`LakeError` keeps its class and its one line). With ``gpu`` each task asks for one GPU when the
-        cluster has any (:attr:`gpus`), else it runs on a CPU."""
+        :class:`LakeError` keeps its class and its one line). A job whose key ``gpu`` says may use a GPU asks
+        for one when the cluster has any (:attr:`gpus`); every other job runs on a CPU."""
         import itertools
 
         import ray
@@ -188,12 +188,11 @@ class RayExecutor:
             return
         todo = itertools.chain([first], todo)
         self.connect()
-        resources: dict[str, Any] = {"num_cpus": 1}
-        if gpu and self.gpus:
-            resources["num_gpus"] = 1
-        remote = ray.remote(fn).options(**resources, runtime_env={"env_vars": env})
+        task = ray.remote(fn)
+        on_cpu = task.options(num_cpus=1, runtime_env={"env_vars": env})
+        on_gpu = task.options(num_cpus=1, num_gpus=1, runtime_env={"env_vars": env}) if self.gpus else on_cpu
         shared_ref = ray.put(shared)
-        limit = max(2, IN_FLIGHT_PER_CPU * (self.gpus if "num_gpus" in resources else self._cpus))
+        limit = max(2, IN_FLIGHT_PER_CPU * self._cpus)
         pending: dict[Any, K] = {}
         more = True
         try:
@@ -203,6 +202,7 @@ class RayExecutor:
                     if job is None:
                         more = False
                         break
+                    remote = on_gpu if gpu is not None and gpu(job[0]) else on_cpu
                     pending[remote.remote(shared_ref, *job[1])] = job[0]
                     self.tasks += 1
                 if not pending:

@@ -556,7 +556,8 @@ def _plot_trials(
     val: dict[str, Any] = {}
     for i, c in enumerate(drawn):
         trial = tracker.get_experiment(lake.db, str(rows[c.combo]["experiment"]))
-        trial_run = next(r for r in tracker.runs_of(lake.db, trial.id) if r.status == "succeeded")
+        policy = rows[c.combo]["policy"]  # the run whose policy the sweep's row describes (a trial may have more)
+        trial_run = next(r for r in tracker.runs_of(lake.db, trial.id) if r.results.get("policy") == policy)
         curve = lake.read(trial_run.results["training_curve"]).to_pydict()
         style = _style(i)
         learn.plot(
@@ -568,8 +569,10 @@ def _plot_trials(
         label = f"{text}  {format_percent(c.total_return):>8}  Sharpe {format_number(c.sharpe):>6}"
         top.plot(vts, values, linewidth=1.2, label=label, **style)
         bottom.plot(vts, _drawdown(values), linewidth=0.9, **style)
-    vts, hold = val["equity"]["buy_and_hold"]  # the same bars for every trial
-    top.plot(vts, hold, linewidth=1.1, color="0.35", linestyle="--", label="buy_and_hold".ljust(width))
+    vts, hold = val["equity"]["buy_and_hold"]  # the same bars for every trial; its fees are the last drawn's
+    settings_swept = any(k.startswith(("env.", "execution.")) for k in exp.spec.swept)
+    hold_label = f"buy_and_hold (#{drawn[-1].combo}'s settings)" if settings_swept else "buy_and_hold"
+    top.plot(vts, hold, linewidth=1.1, color="0.35", linestyle="--", label=hold_label.ljust(width))
     bottom.plot(vts, _drawdown(hold), linewidth=0.9, color="0.35", linestyle="--")
     learn.set_xlabel("environment steps")
     learn.set_ylabel("episodic return")

@@ -278,10 +278,17 @@ class Training(_Base):
     name = "train"
 
     def device(self, spec: ExperimentSpec) -> str:
+        """The device this machine trains on; a trial sweep's trials each record their own (they may train on
+        a cluster's GPUs), so its own run records ``trials``."""
         train.require_torch()
         from artifact_lake.sim.ppo import pick_device
 
-        return str(pick_device(train.ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).device).type)
+        if spec.doc.get("sweep"):
+            return "trials"
+        try:
+            return str(pick_device(train.ppo_config(spec.doc["trainer"], int(spec.doc["seed"])).device).type)
+        except ValueError as exc:  # trainer.device = "cuda" on a machine without CUDA
+            raise SimError(f"spec key 'trainer.device': {exc}") from exc
 
     def user_plugins(self, spec: ExperimentSpec, lake: Lake) -> list[Plugin]:
         """The user indicators ``env.features`` names (built-in features and indicators are the code version)."""

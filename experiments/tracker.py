@@ -414,10 +414,17 @@ def new_run_id() -> str:
 
 
 def new_run(
-    db: sqlite3.Connection, experiment: str, device: str, *, run_id: str | None = None, lock: str | None = None
+    db: sqlite3.Connection,
+    experiment: str,
+    device: str,
+    *,
+    run_id: str | None = None,
+    lock: str | None = None,
+    env: dict[str, Any] | None = None,
 ) -> Run:
     """Record a ``running`` run of this process; ``lock`` is the name :func:`run_lock` yielded (held by the
-    caller until the run's final status is committed). A run without a lock reads as ``interrupted``."""
+    caller until the run's final status is committed). A run without a lock reads as ``interrupted``.
+    ``env`` is the :func:`environment` the work ran in when that was another process (a Ray worker)."""
     commit, dirty = git_state()
     run_id = run_id or new_run_id()
     with mf.immediate(db):
@@ -431,7 +438,7 @@ def new_run(
                 code_version(),
                 commit,
                 None if dirty is None else int(dirty),
-                json.dumps(environment(), sort_keys=True),
+                json.dumps(environment() if env is None else env, sort_keys=True),
                 device,
                 os.getpid(),
                 socket.gethostname(),

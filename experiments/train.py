@@ -76,6 +76,11 @@ def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, f
     _check_settings(sections, int(doc["seed"]), "spec")
     doc.update(sections)
     sweep = _freeze_sweep(raw.get("sweep"), sections)
+    if "seed" in sweep and "seed" in sections["trainer"]:
+        raise SpecError(
+            "spec key 'trainer.seed': it overrides the top-level seed, so every trial of sweep.seed would train"
+            " with it; remove trainer.seed"
+        )
     if sweep:
         from .spec import MAX_COMBINATIONS, ExperimentSpec, check_experiment_name
 
@@ -154,6 +159,11 @@ def _freeze_sweep(raw: Any, sections: Mapping[str, dict[str, Any]]) -> dict[str,
                 _check_value("sweep.seed", v, (int,))
         if key == "trainer.seed":
             raise SpecError("spec key 'sweep.trainer.seed': sweep the top-level seed (sweep.seed)")
+        if len({_kind(v) for v in values}) > 1:
+            raise SpecError(
+                f"spec key 'sweep.{key}': mixes {' and '.join(sorted({_kind(v) for v in values}))} values ({values!r});"
+                " give one kind"
+            )
         if len({_json_key(v) for v in values}) != len(values):
             raise SpecError(
                 f"spec key 'sweep.{key}': the same value twice ({values!r}) would train the same trial twice"
@@ -171,6 +181,16 @@ def _section_keys(section: str) -> set[str]:
     if dataclass is not None:
         return {f.name for f in fields(dataclass)}
     return {"env": ENV_KEYS, "reward": REWARD_KEYS}.get(section, set())
+
+
+def _kind(value: Any) -> str:
+    """What a swept value is, for the sweep's summary column: bool, number, string, list or table."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    names: dict[type, str] = {str: "string", list: "list", dict: "table"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _json_key(value: Any) -> str:

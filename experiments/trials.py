@@ -66,6 +66,8 @@ class Trained:
     checks: dict[str, Any] = field(default_factory=dict)
     gpus: list[str] = field(default_factory=list)
     """The GPUs Ray granted the task (``ray.get_gpu_ids()``; empty outside Ray or without GPUs)."""
+    environment: dict[str, Any] = field(default_factory=dict)
+    """Where it trained (:func:`tracker.environment` of the worker: Python, torch, CUDA, platform)."""
 
 
 def train_trial(bars: Mapping[str, Any], doc: dict[str, Any], code: Mapping[str, str], version: str) -> Trained:
@@ -85,7 +87,9 @@ def train_trial(bars: Mapping[str, Any], doc: dict[str, Any], code: Mapping[str,
     if log is not None:
         timings["lookahead_guard"] = log.seconds
     timings["task"] = time.perf_counter() - t0
-    return Trained(tables, timings, log.to_dict() if log is not None else {}, _granted_gpus())
+    from .tracker import environment
+
+    return Trained(tables, timings, log.to_dict() if log is not None else {}, _granted_gpus(), environment())
 
 
 def _granted_gpus() -> list[str]:

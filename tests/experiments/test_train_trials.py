@@ -11,7 +11,16 @@ from click.testing import CliRunner
 
 from artifact_lake.artifact_store.samples import synthetic_ohlcv
 from artifact_lake.cli.main import experiments
-from artifact_lake.experiments import SpecError, create, execute, get_experiment, parse_spec, reproduce, runs_of
+from artifact_lake.experiments import (
+    SimError,
+    SpecError,
+    create,
+    execute,
+    get_experiment,
+    parse_spec,
+    reproduce,
+    runs_of,
+)
 from artifact_lake.projections import Lake
 from tests.conftest import lake_state
 
@@ -124,6 +133,7 @@ def test_a_sweep_stopped_between_trials_trains_only_the_rest_when_run_again(tlak
         ("seed = [1, 1]", "the same value twice"),
         ('seed = ["one"]', "spec key 'sweep.seed': must be int"),
         ("trainer.n_envs = [4, 0]", "sweep trial 1:"),
+        ("trainer.lr = [0.001, true]", "spec key 'sweep.trainer.lr': mixes bool and number values"),
     ],
 )
 def test_bad_train_sweeps_are_one_line_and_the_lake_is_unchanged(tlake, sweep, message):
@@ -155,3 +165,23 @@ def test_the_cli_executes_a_trial_sweep_and_lists_its_trials(tlake, tmp_path):
     assert len(out["left_out"]) == 1 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     compared = runner.invoke(experiments, [*lake, "compare", "ppo", "--json"])
     assert [r["params"]["seed"] for r in json.loads(compared.stdout)] == [1, 2]  # each trial's own settings
+
+
+def test_a_seed_sweep_refuses_a_trainer_seed_that_would_override_it(tlake):
+    spec = SWEEP.replace("[trainer]\n", "[trainer]\nseed = 7\n").replace("trainer.lr = [0.0003, 0.001]", "")
+    before = lake_state(tlake.root)
+    with pytest.raises(SpecError, match="spec key 'trainer.seed': it overrides the top-level seed"):
+        create(tlake, parse_spec(spec))
+    assert lake_state(tlake.root) == before
+
+
+def test_a_cuda_trainer_on_a_machine_without_cuda_is_one_line_before_a_run_is_recorded(tlake):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    spec = SWEEP.split("[sweep]")[0].replace('device = "cpu"', 'device = "cuda"')
+    exp, _ = create(tlake, parse_spec(spec))
+    with pytest.raises(SimError, match="spec key 'trainer.device': trainer.device is cuda but no CUDA device"):
+        execute(tlake, exp.id)
+    assert runs_of(tlake.db, exp.id) == []

@@ -281,6 +281,12 @@ def test_a_train_sweep_on_ray_runs_a_trial_per_task_with_the_ids_of_a_local_run(
         assert reproduce(lk, remote.results["metrics"]).identical
         trial = get_experiment(lk.db, "t.trial-2")
         assert execute(lk, trial.id).reused  # a trial Ray trained is a run like any other
+        # a trial that trains on the CPU by its spec asks Ray for no GPU
+        cpu_only = TRAIN_SWEEP.replace('name = "t"', 'name = "c"').replace("[sweep]", 'device = "cpu"\n[sweep]')
+        create(lk, parse_spec(cpu_only.replace("seed = [1, 2, 3]", "seed = [4]")))
+        on_cpu = execute(lk, "c", executor="ray")
+        (run,) = runs_of(lk.db, on_cpu.checks["trials"][0]["experiment"])
+        assert run.checks["executor"]["task_gpus"] == [] and run.device == "cpu"
 
 
 def test_a_worker_running_other_plugin_code_than_the_driver_recorded_is_refused(cluster, tmp_path, monkeypatch):
@@ -411,8 +417,9 @@ from artifact_lake.sim import Panel, portfolio_strategy
 def ray_tilt(panel: Panel, n: int = 10, every: int = 20) -> np.ndarray:
     """Every `every` bars, equal weights in the symbols whose close rose over the last n bars."""
     c = panel.last_close()
+    first = panel.bars(panel.symbols[0])  # the panel's own API works on a worker as here (symbols a tuple)
     out = np.full(panel.shape, np.nan)
-    for i in range(n, len(panel), every):
+    for i in range(max(n, len(panel) - len(first)), len(panel), every):
         up = c[i] > c[i - n]
         out[i] = np.where(up, 1.0 / max(int(up.sum()), 1), 0.0)
     return out

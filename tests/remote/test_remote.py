@@ -398,3 +398,7 @@ def test_the_environment_wins_over_the_shared_files_and_bad_profiles_are_one_lin
         assert result.exit_code == 2 and result.stderr.startswith(line), result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
     assert lake_state(tmp_path / "a") == before
+    # the way out the message gives: credentials exported into the environment are used, SSO profile or not
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "EXPORTED")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "exported")
+    assert profile_settings() == {}  # no raise; keys and region (AWS_REGION) all from the environment
