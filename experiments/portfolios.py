@@ -45,7 +45,8 @@ def portfolio_tables(
     timings: dict[str, float],
     log: plugins.GuardLog | None,
     executor: RayExecutor | None = None,
-) -> tuple[dict[str, pa.Table], dict[str, Any]]:
+    resume: bool = False,
+) -> tuple[dict[str, pa.Table], dict[str, Any], sweep.Stage | None]:
     """One portfolio per combination (a user plugin's weights through the look-ahead guard): metrics, one row
     per combination, for every combination; fills (combo, then time, then symbol as filled), positions and
     equity per bar with symbol ``*`` (position = symbols held; gross and net exposure beside) for the
@@ -55,26 +56,17 @@ def portfolio_tables(
     metric rows, then the kept combinations run again alone and their metrics must equal the pass's (a
     determinism check, as for signal sweeps): memory holds the panel, one combination's weights and result,
     the metric rows and the kept combinations' outputs, whatever the number of combinations. Returns the
-    tables and, for a selection, what it kept (for the run record's ``checks.sweep``)."""
+    tables, for a selection what it kept and how the pass ran (for the run record's ``checks.sweep``), and
+    where its chunks are staged (with ``resume``; remove it once the results are published)."""
     import pyarrow as pa
 
     keep = Keep.of(spec)
     runs = _Portfolios.of(lake, spec, plugin, bars, log)
     kept = _PortfolioOutputs(runs.panel)
-    rows: list[dict[str, Any]] = []
     n = spec.n_combos
-    ray_info: dict[str, Any] = {}
-    if keep.equity != "all" and executor is not None:
-        rows, ray_info = _portfolio_rows_on_ray(executor, runs, spec, progress, timings)
-    else:
-        for c, combo in enumerate(spec.iter_combos()):
-            res = runs.run(c, combo, guard=True)
-            rows.append(runs.row(c, combo, res))
-            if keep.equity == "all":
-                kept.add(c, res)
-            del res  # before the next combination's weights: one result alive at a time
-            if progress is not None:
-                progress(c + 1, n, f"combo {c + 1}/{n}")
+    rows, passed, stage = _metric_pass(
+        lake, spec, runs, kept, keep.equity == "all", progress, timings, executor, resume
+    )
     timings["weights"] = runs.weight_seconds
     timings["simulate"] = runs.sim_seconds
     metrics = pa.Table.from_pylist(rows)
@@ -97,34 +89,103 @@ def portfolio_tables(
             del res
         timings["selection"] = time.perf_counter() - t0
         info = {"combinations": n, "kept": len(chosen), "equity": keep.equity, "best": keep.best, "by": keep.by}
-        info["executor"] = ray_info or {"name": "local"}
-    return {**kept.tables(), "metrics": metrics}, info
+        info |= passed
+    return {**kept.tables(), "metrics": metrics}, info, stage
 
 
-def _portfolio_rows_on_ray(
-    executor: RayExecutor, runs: _Portfolios, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, float]
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The metrics pass of a portfolio sweep as Ray tasks: chunks of consecutive combinations (about
-    :data:`sweep.CHUNK_BAR_STEPS` simulated bars each), the panel put in the object store once; the rows come
-    back in combination order whatever order the tasks finish in, so they equal a local pass's."""
-    from ._version import code_version
-    from .ray_executor import worker_env
+def _metric_pass(
+    lake: Lake,
+    spec: ExperimentSpec,
+    runs: _Portfolios,
+    kept: _PortfolioOutputs,
+    keep_all: bool,
+    progress: Progress | None,
+    timings: dict[str, float],
+    executor: RayExecutor | None,
+    resume: bool,
+) -> tuple[list[dict[str, Any]], dict[str, Any], sweep.Stage | None]:
+    """The metric row of every combination, in combination order, computed in chunks of consecutive
+    combinations (about :data:`sweep.CHUNK_BAR_STEPS` simulated bars each): here, or with a Ray ``executor``
+    (a sweep that keeps a selection) as tasks, the panel put in the object store once. With ``resume`` a
+    selection's finished chunks are staged under ``tmp/sweep-<key>/`` (as signal sweeps' are, same key rule)
+    and an interrupted run's are taken as they are; ``keep_all`` (every combination's per-bar outputs go to
+    ``kept`` as the pass runs) stages nothing. Returns the rows, what the pass did (chunks, reused, the chunk
+    size, the executor) and the stage (to remove once published)."""
+    import contextlib
+    import math
+
+    import pyarrow as pa
 
     combos = spec.combos()
     n = len(combos)
     size = max(1, min(n, sweep.CHUNK_BAR_STEPS // max(1, runs.panel.shape[0] * runs.panel.shape[1])))
+    n_chunks = math.ceil(n / size)
+    plugin = runs.plugin
+    code = {} if plugin.builtin else {plugin.name: plugins.closure(plugin)}
+    stage = (
+        sweep.Stage(lake.root, sweep._stage_key(spec, code, size)) if resume and not keep_all and n_chunks > 1 else None
+    )
+    parts: dict[int, list[dict[str, Any]]] = {}
+    reused = 0
+
+    def finish(k: int, rows: list[dict[str, Any]], *, staged: bool = False) -> None:
+        parts[k] = rows
+        if stage is not None and not staged:
+            stage.write(k, pa.Table.from_pylist(rows))  # by rename: whole or absent
+        if progress is not None:
+            done = sum(len(p) for p in parts.values())
+            progress(done, n, f"combo {done}/{n} ({len(parts)}/{n_chunks} chunks)")
+
+    with stage.held() if stage is not None else contextlib.nullcontext():
+        todo = []
+        for k in range(n_chunks):
+            table = stage.read(k, len(combos[k * size : (k + 1) * size])) if stage is not None else None
+            if table is None:
+                todo.append(k)
+            else:
+                reused += 1
+                finish(k, table.to_pylist(), staged=True)
+        if executor is None or keep_all:
+            for k in todo:
+                rows = []
+                for c in range(k * size, min(n, (k + 1) * size)):
+                    res = runs.run(c, combos[c], guard=True)
+                    rows.append(runs.row(c, combos[c], res))
+                    if keep_all:
+                        kept.add(c, res)
+                    del res  # before the next combination's weights: one result alive at a time
+                finish(k, rows)
+            ran: dict[str, Any] = {"name": "local"}
+        else:
+            ran = _chunks_on_ray(executor, runs, combos, size, todo, finish, timings)
+    passed = {"chunks": n_chunks, "reused": reused, "chunk_combinations": size, "executor": ran}
+    return [row for k in sorted(parts) for row in parts[k]], passed, stage
+
+
+def _chunks_on_ray(
+    executor: RayExecutor,
+    runs: _Portfolios,
+    combos: list[dict[str, Any]],
+    size: int,
+    todo: list[int],
+    finish: Any,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The chunks ``todo`` of a portfolio sweep's metrics pass as Ray tasks (:func:`portfolio_chunk`), each
+    handed to ``finish`` as it comes back (any order); the guard's counts and the phases' times summed."""
+    from ._version import code_version
+    from .ray_executor import worker_env
+
     plugin = runs.plugin
     hashes = {} if plugin.builtin else {plugin.name: plugins.closure(plugin).hash}
     setup = (runs.execution, runs.direction, runs.min_trade, runs.swept)
     version = code_version()
+    guarded = runs.log is not None
     jobs = (
-        (k, (plugin.name, hashes, version, setup, k * size, combos[k * size : (k + 1) * size], runs.log is not None))
-        for k in range((n + size - 1) // size)
+        (k, (plugin.name, hashes, version, setup, k * size, combos[k * size : (k + 1) * size], guarded)) for k in todo
     )
-    parts: dict[int, list[dict[str, Any]]] = {}
     t0 = time.perf_counter()
     for k, (rows, guard, seconds) in executor.map_unordered(portfolio_chunk, runs.panel, jobs, worker_env()):
-        parts[k] = rows
         if runs.log is not None:
             for name, counts in guard.items():
                 entry = runs.log.checked.setdefault(name, {"combinations": 0, "cuts": 0, "determinism": 0})
@@ -133,13 +194,11 @@ def _portfolio_rows_on_ray(
             runs.log.seconds += seconds["lookahead_guard"]
         runs.weight_seconds += seconds["weights"]
         runs.sim_seconds += seconds["simulate"]
-        if progress is not None:
-            progress(sum(len(p) for p in parts.values()), n, f"combinations of chunk {k + 1} back from Ray")
+        finish(k, rows)
     if executor.connected:
         timings["ray_connect"] = executor.connect_seconds
         timings["ray_chunks"] = time.perf_counter() - t0 - executor.connect_seconds
-    info = executor.record() | {"chunks": len(parts), "chunk_combinations": size}
-    return [row for k in sorted(parts) for row in parts[k]], info
+    return executor.record()
 
 
 def portfolio_chunk(

@@ -260,7 +260,7 @@ class PortfolioBacktest(_Base):
         timings["load"] = time.perf_counter() - t0
         code = {} if plugin.builtin else {plugin.name: plugins.closure(plugin)}
         log = None if plugin.builtin else plugins.GuardLog()
-        tables, selection = portfolio_tables(lake, spec, plugin, bars, progress, timings, log, executor)
+        tables, selection, stage = portfolio_tables(lake, spec, plugin, bars, progress, timings, log, executor, resume)
         checks: dict[str, Any] = log.to_dict() if log is not None else {}
         if log is not None:
             timings["lookahead_guard"] = log.seconds
@@ -269,7 +269,7 @@ class PortfolioBacktest(_Base):
             checks["sweep"] = selection
         elif executor is not None:  # every combination keeps per-bar outputs: nothing to ship
             checks["executor"] = {"name": "local", "requested": executor.name, "why": "no chunked sweep"}
-        return Output(tables, code, checks)
+        return Output(tables, code, checks, stage.remove if stage is not None else None)
 
 
 class Training(_Base):

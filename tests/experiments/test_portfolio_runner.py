@@ -265,6 +265,9 @@ def test_results_best_keeps_per_bar_outputs_of_the_best_only_and_equal_to_an_all
         "equity": "best",
         "best": 2,
         "by": "sharpe",
+        "chunks": 1,
+        "reused": 0,
+        "chunk_combinations": 6,
         "executor": {"name": "local"},
     }
     for role in ("equity", "fills", "positions"):
@@ -330,3 +333,32 @@ def test_a_large_portfolio_sweep_without_results_keeps_the_best_ten(plake):
     assert plake.read(run.results["metrics"]).num_rows == 108
     assert len(_combos(plake.read(run.results["equity"]))) == 10
     assert run.checks["sweep"]["kept"] == 10
+
+
+class Stop(Exception):
+    """Stands for a kill: the run stops with chunks staged."""
+
+
+def test_a_portfolio_sweep_stopped_half_way_resumes_its_staged_chunks_with_the_same_ids(plake, tmp_path, monkeypatch):
+    from artifact_lake.experiments import sweep
+
+    monkeypatch.setattr(sweep, "CHUNK_BAR_STEPS", 600 * len(SYMBOLS) * 2)  # chunks of 2 combinations: 3
+    create(plake, parse_spec(_sweep_spec("best", "[results]\nbest = 2")))
+
+    def stop_after_two_chunks(done: int, total: int, what: str) -> None:
+        if done >= 4:
+            raise Stop(what)
+
+    with pytest.raises(Stop):
+        execute(plake, "best", progress=stop_after_two_chunks)
+    staged = sorted(p.name for p in (plake.root / "tmp").glob("sweep-*/chunk-*.parquet"))
+    assert staged == ["chunk-000000.parquet", "chunk-000001.parquet"]
+    (problem,) = plake.verify().problems  # what is left is explained (and gc could clean it)
+    assert "chunks of a sweep that did not finish" in problem.detail
+    run = execute(plake, "best")
+    assert run.checks["sweep"]["reused"] == 2 and run.checks["sweep"]["chunks"] == 3
+    assert not list((plake.root / "tmp").glob("sweep-*"))  # published: the staged chunks are gone
+    with Lake.open(tmp_path / "other") as other:  # the same sweep in one go, elsewhere
+        other.publish(synthetic_ohlcv(SYMBOLS, bars=600, seed=5), "ohlcv", name="px")
+        create(other, parse_spec(_sweep_spec("best", "[results]\nbest = 2")))
+        assert execute(other, "best").results == run.results

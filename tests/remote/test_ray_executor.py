@@ -435,7 +435,7 @@ def test_a_portfolio_sweep_on_ray_publishes_the_ids_of_a_local_run(cluster, tmp_
     assert remote.results == local.results  # metrics of all 6; equity, fills, positions of the 2 kept
     assert local.checks["sweep"]["executor"] == {"name": "local"}
     ray_side = remote.checks["sweep"]["executor"]
-    assert ray_side["name"] == "ray" and ray_side["tasks"] == 3 and ray_side["chunk_combinations"] == 2
+    assert ray_side["name"] == "ray" and ray_side["tasks"] == 3 and remote.checks["sweep"]["chunk_combinations"] == 2
     assert remote.checks["sweep"]["kept"] == 2 and "ray_chunks" in remote.timings
 
 
