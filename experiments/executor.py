@@ -88,11 +88,20 @@ def compute(
 
     ``timings`` (new when None) gets a wall time per phase: ``imports`` (the simulator's modules and numba's
     start-up, paid once a process), ``verify``, then the runner's own (``load``, ``signals``, ``simulate``...)."""
+    timings = {} if timings is None else timings
+    _prepare(lake, spec, timings)
+    if trials.is_trial_sweep(spec):
+        return _compute_trials(lake, spec, progress, timings)
+    out = runner_for(spec).compute(lake, spec, progress, timings, resume=resume, executor=executor)
+    return Computed(out.tables, timings, out.code, out.checks, out.cleanup)
+
+
+def _prepare(lake: Lake, spec: ExperimentSpec, timings: dict[str, Any]) -> None:
+    """Before any work: the simulator's modules loaded (``imports``) and the frozen inputs verified."""
     import pyarrow as pa
 
     from artifact_lake import sim
 
-    timings = {} if timings is None else timings
     t0 = time.perf_counter()
     sim.warm()
     pa.array([0.0])  # pyarrow imports pandas at its first conversion (pandas comes with exchange_calendars)
@@ -100,10 +109,6 @@ def compute(
     t0 = time.perf_counter()
     verify_inputs(lake, spec)
     timings["verify"] = time.perf_counter() - t0
-    if trials.is_trial_sweep(spec):
-        return _compute_trials(lake, spec, progress, timings)
-    out = runner_for(spec).compute(lake, spec, progress, timings, resume=resume, executor=executor)
-    return Computed(out.tables, timings, out.code, out.checks, out.cleanup)
 
 
 def _compute_trials(lake: Lake, spec: ExperimentSpec, progress: Progress | None, timings: dict[str, Any]) -> Computed:
@@ -271,15 +276,8 @@ def _run_trials(
     """A trial sweep's run: each trial recorded as an experiment of its own; those with a reusable run taken
     as they are (unless ``force``), the others executed here one after another or, with a Ray ``pool``, one
     per task, each recorded and published as it comes back. Returns the sweep's summary (not yet published)."""
-    from artifact_lake import sim
-
     spec = exp.spec
-    t0 = time.perf_counter()
-    sim.warm()
-    timings["imports"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    verify_inputs(lake, spec)
-    timings["verify"] = time.perf_counter() - t0
+    _prepare(lake, spec, timings)
     children = [tracker.put_experiment(lake.db, child, replace=True)[0] for child in trials.trial_specs(spec)]
     n = len(children)
     outcomes: dict[int, trials.Outcome] = {}

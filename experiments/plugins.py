@@ -333,6 +333,14 @@ class GuardLog:
         entry["cuts"] += n_cuts
         entry["determinism"] += 1
 
+    def merge(self, checked: Mapping[str, Mapping[str, int]], seconds: float) -> None:
+        """Counts and time another process's log gathered (a Ray worker's), added to this one's."""
+        for name, counts in checked.items():
+            entry = self.checked.setdefault(name, {"combinations": 0, "cuts": 0, "determinism": 0})
+            for key, value in counts.items():
+                entry[key] = entry.get(key, 0) + value
+        self.seconds += seconds
+
     def timed(self) -> float:
         return time.perf_counter()
 

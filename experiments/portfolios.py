@@ -187,11 +187,7 @@ def _chunks_on_ray(
     t0 = time.perf_counter()
     for k, (rows, guard, seconds) in executor.map_unordered(portfolio_chunk, runs.panel, jobs, worker_env()):
         if runs.log is not None:
-            for name, counts in guard.items():
-                entry = runs.log.checked.setdefault(name, {"combinations": 0, "cuts": 0, "determinism": 0})
-                for key, value in counts.items():
-                    entry[key] = entry.get(key, 0) + value
-            runs.log.seconds += seconds["lookahead_guard"]
+            runs.log.merge(guard, seconds["lookahead_guard"])
         runs.weight_seconds += seconds["weights"]
         runs.sim_seconds += seconds["simulate"]
         finish(k, rows)

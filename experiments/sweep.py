@@ -374,12 +374,7 @@ class ChunkedSweep:
 
     def _merge(self, result: ChunkResult) -> None:
         """A chunk's guard counts and times into the run's (summed over workers with Ray)."""
-        log = self.c.log
-        for name, counts in result.guard.items():
-            entry = log.checked.setdefault(name, {"combinations": 0, "cuts": 0, "determinism": 0})
-            for key, value in counts.items():
-                entry[key] = entry.get(key, 0) + value
-        log.seconds += result.seconds.get("lookahead_guard", 0.0)
+        self.c.log.merge(result.guard, result.seconds.get("lookahead_guard", 0.0))
         self.c.signal_seconds += result.seconds.get("signals", 0.0)
         self.timings["simulate"] = self.timings.get("simulate", 0.0) + result.seconds.get("simulate", 0.0)
 

@@ -67,7 +67,8 @@ def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, f
     if "strategy" in raw:
         raise SpecError("spec key 'strategy': train experiments take [env], [reward], [execution] and [trainer]")
     sections = {key: dict(raw.get(key) or {}) for key in SWEEP_SECTIONS}
-    for key, allowed in (("env", ENV_KEYS), ("reward", REWARD_KEYS)):
+    for key in ("env", "reward", "trainer"):
+        allowed = _section_keys(key)
         for k in sections[key]:
             if k not in allowed:
                 raise _unknown(f"{key}.", k, allowed)
@@ -106,16 +107,10 @@ def freeze_train(raw: Mapping[str, Any], doc: dict[str, Any], lake: StoreLake, f
 
 
 def _check_settings(sections: Mapping[str, dict[str, Any]], seed: int, where: str) -> None:
-    """The environment, reward, execution and trainer settings build (one line naming what is wrong)."""
+    """The environment, reward, execution and trainer settings build (one line naming what is wrong); their
+    keys were checked against :func:`_section_keys` first."""
     from artifact_lake.sim import Execution
 
-    require_torch()
-    from artifact_lake.sim.ppo import PPOConfig
-
-    known = {f.name for f in fields(PPOConfig)}
-    for k in sections["trainer"]:
-        if k not in known:
-            raise _unknown("trainer.", k, known)
     for k, v in sections["reward"].items():
         _check_value(f"reward.{k}", v, (int, float))
     if "features" in sections["env"]:

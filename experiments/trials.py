@@ -33,9 +33,6 @@ from .spec import ExperimentSpec
 if TYPE_CHECKING:
     import pyarrow as pa
 
-TRIAL_METRICS = train.VALIDATION_METRICS
-"""The validation metrics of a trial's policy that the sweep's ``metrics`` row carries."""
-
 
 def is_trial_sweep(spec: ExperimentSpec) -> bool:
     """A train spec with a ``[sweep]``: its trials are experiments of their own."""
@@ -145,7 +142,7 @@ def summary(spec: ExperimentSpec, outcomes: Mapping[int, Outcome]) -> pa.Table:
     for k, combo in enumerate(spec.iter_combos()):
         o = outcomes[k]
         row: dict[str, Any] = {"combo": k, "symbol": o.metrics["symbol"], "strategy": "policy", "split": "validation"}
-        row.update({m: o.metrics[m] for m in TRIAL_METRICS})
+        row.update({m: o.metrics[m] for m in train.VALIDATION_METRICS})
         row.update({key: combo[key] for key in spec.swept})
         row.update({"experiment": o.experiment, "policy": o.results["policy"]})
         rows.append(row)

@@ -100,3 +100,7 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
     if proc.stderr:
         proc.stderr.close()
+
+
+class Stop(Exception):
+    """Stands for a kill from a progress callback: the run stops part way, leaving what it staged or finished."""

@@ -16,6 +16,7 @@ from artifact_lake.experiments import LookAhead, SpecError, create, execute, par
 from artifact_lake.experiments import plugins as exp_plugins
 from artifact_lake.experiments.runners import runner_for
 from artifact_lake.projections import Lake
+from tests.conftest import Stop
 
 SYMBOLS = ("A", "B", "C", "D", "E")
 
@@ -333,10 +334,6 @@ def test_a_large_portfolio_sweep_without_results_keeps_the_best_ten(plake):
     assert plake.read(run.results["metrics"]).num_rows == 108
     assert len(_combos(plake.read(run.results["equity"]))) == 10
     assert run.checks["sweep"]["kept"] == 10
-
-
-class Stop(Exception):
-    """Stands for a kill: the run stops with chunks staged."""
 
 
 def test_a_portfolio_sweep_stopped_half_way_resumes_its_staged_chunks_with_the_same_ids(plake, tmp_path, monkeypatch):

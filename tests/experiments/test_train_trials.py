@@ -22,7 +22,7 @@ from artifact_lake.experiments import (
     runs_of,
 )
 from artifact_lake.projections import Lake
-from tests.conftest import lake_state
+from tests.conftest import Stop, lake_state
 
 SWEEP = """
 name = "ppo"
@@ -55,10 +55,6 @@ def tlake(tmp_path):
     lk.publish(synthetic_ohlcv(("A", "B"), bars=2500, seed=2), "ohlcv", name="px")
     yield lk
     lk.close()
-
-
-class Stop(Exception):
-    """Stands for a kill between two trials."""
 
 
 def test_each_trial_is_an_experiment_with_its_own_run_and_the_sweep_sums_them_up(tlake):

@@ -22,7 +22,7 @@ from artifact_lake.experiments import plugins as exp_plugins
 from artifact_lake.experiments import sweep as sweep_mod
 from artifact_lake.experiments.ray_executor import ExecutorError
 from artifact_lake.projections import Lake
-from tests.conftest import PYTHON, free_port, lake_state, subprocess_env
+from tests.conftest import PYTHON, Stop, free_port, lake_state, subprocess_env
 
 BARS = 1200
 LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -156,10 +156,6 @@ def test_a_builtin_sweep_on_ray_publishes_the_ids_of_a_local_run(cluster, tmp_pa
         assert not list((lk.root / "tmp").glob("sweep-*"))  # published: the staged chunks are gone
         assert execute(lk, "s").reused  # the executor is no part of the experiment: a local call reuses it
         assert reproduce(lk, remote.results["metrics"]).identical
-
-
-class Stop(Exception):
-    """Stands for a kill: the run stops with chunks staged."""
 
 
 def test_chunks_a_local_run_staged_are_taken_by_a_ray_run_and_the_ids_do_not_change(cluster, tmp_path, monkeypatch):
